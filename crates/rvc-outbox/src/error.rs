@@ -1,0 +1,63 @@
+/// Errors of the outbox itself (database access).
+#[derive(Debug, thiserror::Error)]
+pub enum OutboxError {
+    #[error("database error during {context}: {source}")]
+    Db {
+        context: &'static str,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error("could not get a database connection: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error("outbox row has an invalid {field}: {value}")]
+    Corrupt { field: &'static str, value: String },
+}
+
+pub(crate) trait DbContext<T> {
+    fn ctx(self, context: &'static str) -> Result<T, OutboxError>;
+}
+
+impl<T> DbContext<T> for Result<T, tokio_postgres::Error> {
+    fn ctx(self, context: &'static str) -> Result<T, OutboxError> {
+        self.map_err(|source| OutboxError::Db { context, source })
+    }
+}
+
+/// How a step failed. Retryable failures go back to `pending` with backoff until
+/// `max_attempts`; permanent ones (poison input) go `dead` at once.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StepError {
+    #[error("{0}")]
+    Retryable(String),
+    #[error("{0}")]
+    Permanent(String),
+}
+
+impl StepError {
+    pub fn retryable(msg: impl std::fmt::Display) -> Self {
+        Self::Retryable(msg.to_string())
+    }
+    pub fn permanent(msg: impl std::fmt::Display) -> Self {
+        Self::Permanent(msg.to_string())
+    }
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Retryable(_))
+    }
+    pub fn message(&self) -> &str {
+        match self {
+            Self::Retryable(m) | Self::Permanent(m) => m,
+        }
+    }
+}
+
+impl From<OutboxError> for StepError {
+    fn from(e: OutboxError) -> Self {
+        StepError::Retryable(e.to_string())
+    }
+}
+
+impl From<tokio_postgres::Error> for StepError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        StepError::Retryable(format!("database: {e}"))
+    }
+}

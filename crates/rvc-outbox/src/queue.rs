@@ -1,0 +1,546 @@
+//! The outbox table: enqueue, claim, heartbeat, complete, fail, release, prune.
+use crate::error::{DbContext, OutboxError, StepError};
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Pool;
+use rand::Rng;
+use rvc_domain::{OutboxKind, OutboxState};
+use serde::Serialize;
+use std::time::Duration;
+use tokio_postgres::{GenericClient, Row};
+use uuid::Uuid;
+
+/// The channel workers LISTEN on; the payload is the kind of the new row.
+pub const NOTIFY_CHANNEL: &str = "rvc_outbox";
+
+/// A row to insert.
+#[derive(Debug, Clone)]
+pub struct NewOutboxRow {
+    pub event_id: Uuid,
+    pub product_id: Uuid,
+    pub product_version: i32,
+    pub kind: OutboxKind,
+    pub payload: serde_json::Value,
+    pub traceparent: Option<String>,
+    pub max_attempts: i32,
+}
+
+impl NewOutboxRow {
+    pub fn new(product_id: Uuid, product_version: i32, kind: OutboxKind) -> Self {
+        Self {
+            event_id: Uuid::now_v7(),
+            product_id,
+            product_version,
+            kind,
+            payload: serde_json::Value::Object(Default::default()),
+            traceparent: None,
+            max_attempts: 10,
+        }
+    }
+}
+
+/// Inserts `row` in the caller's transaction and signals the workers (the NOTIFY is
+/// delivered at commit, and not at all on rollback).
+pub async fn enqueue<C: GenericClient>(db: &C, row: &NewOutboxRow) -> Result<Uuid, OutboxError> {
+    db.execute(
+        "INSERT INTO outbox (event_id, product_id, product_version, kind, payload, traceparent, max_attempts)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        &[
+            &row.event_id,
+            &row.product_id,
+            &row.product_version,
+            &row.kind.as_str(),
+            &row.payload,
+            &row.traceparent,
+            &row.max_attempts,
+        ],
+    )
+    .await
+    .ctx("outbox insert")?;
+    notify(db, row.kind).await?;
+    Ok(row.event_id)
+}
+
+/// NOTIFY the workers of `kind` (a wake-up only; polling is the safety net).
+pub async fn notify<C: GenericClient>(db: &C, kind: OutboxKind) -> Result<(), OutboxError> {
+    db.execute("SELECT pg_notify($1, $2)", &[&NOTIFY_CHANNEL, &kind.as_str()])
+        .await
+        .ctx("notify")?;
+    Ok(())
+}
+
+/// One outbox row as stored.
+#[derive(Debug, Clone, Serialize)]
+pub struct OutboxRow {
+    pub event_id: Uuid,
+    pub product_id: Uuid,
+    pub product_version: i32,
+    pub kind: OutboxKind,
+    pub payload: serde_json::Value,
+    pub state: OutboxState,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub next_attempt_at: DateTime<Utc>,
+    pub lease_owner: Option<String>,
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub traceparent: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+/// Columns selected for [`OutboxRow::from_row`].
+pub const OUTBOX_COLUMNS: &str = "event_id, product_id, product_version, kind, payload, state, attempts, \
+     max_attempts, next_attempt_at, lease_owner, lease_expires_at, last_error, traceparent, \
+     created_at, updated_at, completed_at";
+
+impl OutboxRow {
+    pub fn from_row(row: &Row) -> Result<Self, OutboxError> {
+        let kind: String = row.try_get("kind").ctx("outbox row")?;
+        let state: String = row.try_get("state").ctx("outbox row")?;
+        Ok(Self {
+            event_id: row.try_get("event_id").ctx("outbox row")?,
+            product_id: row.try_get("product_id").ctx("outbox row")?,
+            product_version: row.try_get("product_version").ctx("outbox row")?,
+            kind: kind.parse().map_err(|_| OutboxError::Corrupt {
+                field: "kind",
+                value: kind.clone(),
+            })?,
+            payload: row.try_get("payload").ctx("outbox row")?,
+            state: state.parse().map_err(|_| OutboxError::Corrupt {
+                field: "state",
+                value: state.clone(),
+            })?,
+            attempts: row.try_get("attempts").ctx("outbox row")?,
+            max_attempts: row.try_get("max_attempts").ctx("outbox row")?,
+            next_attempt_at: row.try_get("next_attempt_at").ctx("outbox row")?,
+            lease_owner: row.try_get("lease_owner").ctx("outbox row")?,
+            lease_expires_at: row.try_get("lease_expires_at").ctx("outbox row")?,
+            last_error: row.try_get("last_error").ctx("outbox row")?,
+            traceparent: row.try_get("traceparent").ctx("outbox row")?,
+            created_at: row.try_get("created_at").ctx("outbox row")?,
+            updated_at: row.try_get("updated_at").ctx("outbox row")?,
+            completed_at: row.try_get("completed_at").ctx("outbox row")?,
+        })
+    }
+}
+
+/// A claimed row: what a step gets to work on, plus the lease token that fences completion.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub event_id: Uuid,
+    pub product_id: Uuid,
+    pub product_version: i32,
+    pub kind: OutboxKind,
+    pub payload: serde_json::Value,
+    /// Attempts including this one.
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub traceparent: Option<String>,
+    pub lease_token: Uuid,
+}
+
+/// Exponential backoff with jitter: attempt n waits `base * 2^(n-1)` capped at `max`,
+/// of which a random half is jitter (so retries of many rows spread out).
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    pub base: Duration,
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            base: Duration::from_secs(1),
+            max: Duration::from_secs(300),
+        }
+    }
+}
+
+impl Backoff {
+    /// The delay before retrying after failed attempt number `attempt` (1-based).
+    pub fn delay(&self, attempt: i32) -> Duration {
+        let exp = u32::try_from(attempt.saturating_sub(1)).unwrap_or(0).min(30);
+        let full = self
+            .base
+            .saturating_mul(1u32 << exp)
+            .min(self.max)
+            .max(Duration::from_millis(1));
+        let half = full / 2;
+        let jitter = rand::rng().random_range(0..=half.as_millis().max(1));
+        half + Duration::from_millis(u64::try_from(jitter).unwrap_or(0))
+    }
+}
+
+/// Outcome of completing a batch.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CompleteOutcome {
+    /// Rows marked done.
+    pub completed: Vec<Uuid>,
+    /// Rows whose lease was taken over (expired and reclaimed): not completed here.
+    pub lease_lost: Vec<Uuid>,
+}
+
+/// The outbox as seen by one worker process (`owner` names it in `lease_owner`).
+#[derive(Clone)]
+pub struct Outbox {
+    pool: Pool,
+    owner: String,
+}
+
+impl Outbox {
+    pub fn new(pool: Pool, owner: impl Into<String>) -> Self {
+        Self {
+            pool,
+            owner: owner.into(),
+        }
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// Claims up to `limit` claimable rows of `kind` into a lease of `lease` length.
+    ///
+    /// With `ordered_per_product`, a row is only claimable when no older version of the same
+    /// product still has work pending or leased, so one product's events go out in version
+    /// order while other products proceed.
+    pub async fn claim(
+        &self,
+        kind: OutboxKind,
+        limit: usize,
+        lease: Duration,
+        ordered_per_product: bool,
+    ) -> Result<Vec<Job>, OutboxError> {
+        let mut client = self.pool.get().await?;
+        let tx = tokio_postgres::Client::transaction(&mut client)
+            .await
+            .ctx("claim begin")?;
+        // Rows whose lease expired after their last allowed attempt: a worker died on them
+        // every time (a poison row that crashes the process). Dead-letter them.
+        let dead = tx
+            .query(
+                "UPDATE outbox SET state = 'dead', lease_owner = NULL, lease_token = NULL,
+                        lease_expires_at = NULL, updated_at = now(),
+                        last_error = concat_ws(' | ', last_error,
+                          'lease expired on the last allowed attempt (worker crashed or hung)')
+                 WHERE kind = $1 AND state = 'leased' AND next_attempt_at <= now()
+                   AND attempts >= max_attempts
+                 RETURNING product_id, product_version",
+                &[&kind.as_str()],
+            )
+            .await
+            .ctx("sweep exhausted leases")?;
+        for r in &dead {
+            mark_product_failed(&tx, r.get(0), r.get(1)).await?;
+            metrics::counter!("rvc_outbox_dead_total", "kind" => kind.as_str()).increment(1);
+        }
+        let order_filter = if ordered_per_product {
+            "AND NOT EXISTS (SELECT 1 FROM outbox e
+                              WHERE e.product_id = o.product_id
+                                AND e.product_version < o.product_version
+                                AND e.state IN ('pending', 'leased'))"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "WITH c AS (
+               SELECT event_id FROM outbox o
+               WHERE kind = $1 AND state IN ('pending', 'leased') AND next_attempt_at <= now()
+                 AND attempts < max_attempts {order_filter}
+               ORDER BY next_attempt_at
+               LIMIT $2
+               FOR UPDATE SKIP LOCKED)
+             UPDATE outbox o SET state = 'leased', lease_owner = $3,
+                    lease_token = gen_random_uuid(),
+                    lease_expires_at = now() + make_interval(secs => $4),
+                    next_attempt_at = now() + make_interval(secs => $4),
+                    attempts = o.attempts + 1, updated_at = now()
+             FROM c WHERE o.event_id = c.event_id
+             RETURNING o.event_id, o.product_id, o.product_version, o.payload, o.attempts,
+                       o.max_attempts, o.traceparent, o.lease_token"
+        );
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = tx
+            .query(
+                &sql,
+                &[&kind.as_str(), &limit, &self.owner, &lease.as_secs_f64()],
+            )
+            .await
+            .ctx("claim")?;
+        tx.commit().await.ctx("claim commit")?;
+        let mut jobs = rows
+            .iter()
+            .map(|r| {
+                Ok(Job {
+                    event_id: r.try_get(0).ctx("claim row")?,
+                    product_id: r.try_get(1).ctx("claim row")?,
+                    product_version: r.try_get(2).ctx("claim row")?,
+                    kind,
+                    payload: r.try_get(3).ctx("claim row")?,
+                    attempts: r.try_get(4).ctx("claim row")?,
+                    max_attempts: r.try_get(5).ctx("claim row")?,
+                    traceparent: r.try_get(6).ctx("claim row")?,
+                    lease_token: r.try_get(7).ctx("claim row")?,
+                })
+            })
+            .collect::<Result<Vec<_>, OutboxError>>()?;
+        jobs.sort_by_key(|j| (j.product_id, j.product_version));
+        if !jobs.is_empty() {
+            metrics::counter!("rvc_outbox_claimed_total", "kind" => kind.as_str())
+                .increment(jobs.len() as u64);
+        }
+        Ok(jobs)
+    }
+
+    /// Extends the leases of `jobs` that this worker still holds; returns how many.
+    pub async fn heartbeat(&self, jobs: &[Job], lease: Duration) -> Result<u64, OutboxError> {
+        if jobs.is_empty() {
+            return Ok(0);
+        }
+        let (ids, tokens) = ids_and_tokens(jobs);
+        let client = self.pool.get().await?;
+        client
+            .execute(
+                "UPDATE outbox o SET lease_expires_at = now() + make_interval(secs => $3),
+                        next_attempt_at = now() + make_interval(secs => $3), updated_at = now()
+                 FROM unnest($1::uuid[], $2::uuid[]) AS t(id, token)
+                 WHERE o.event_id = t.id AND o.lease_token = t.token AND o.state = 'leased'",
+                &[&ids, &tokens, &lease.as_secs_f64()],
+            )
+            .await
+            .ctx("heartbeat")
+    }
+
+    /// Marks `jobs` done in `tx` (fenced by their lease tokens), moves their products to the
+    /// step's status when the product is still at that version, and enqueues the next step.
+    /// Call it inside the transaction that holds the step's own writes.
+    pub async fn complete_in<C: GenericClient>(
+        tx: &C,
+        kind: OutboxKind,
+        jobs: &[Job],
+    ) -> Result<CompleteOutcome, OutboxError> {
+        let mut outcome = CompleteOutcome::default();
+        if jobs.is_empty() {
+            return Ok(outcome);
+        }
+        let (ids, tokens) = ids_and_tokens(jobs);
+        let done = tx
+            .query(
+                "UPDATE outbox o SET state = 'done', completed_at = now(), updated_at = now(),
+                        lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
+                 FROM unnest($1::uuid[], $2::uuid[]) AS t(id, token)
+                 WHERE o.event_id = t.id AND o.lease_token = t.token AND o.state = 'leased'
+                 RETURNING o.event_id",
+                &[&ids, &tokens],
+            )
+            .await
+            .ctx("complete")?;
+        let done: std::collections::HashSet<Uuid> = done.iter().map(|r| r.get(0)).collect();
+        let held: Vec<&Job> = jobs.iter().filter(|j| done.contains(&j.event_id)).collect();
+        outcome.lease_lost = jobs
+            .iter()
+            .filter(|j| !done.contains(&j.event_id))
+            .map(|j| j.event_id)
+            .collect();
+        if held.is_empty() {
+            return Ok(outcome);
+        }
+        let products: Vec<Uuid> = held.iter().map(|j| j.product_id).collect();
+        let versions: Vec<i32> = held.iter().map(|j| j.product_version).collect();
+        tx.execute(
+            "UPDATE products p SET status = $3, updated_at = now()
+             FROM unnest($1::uuid[], $2::int[]) AS t(id, version)
+             WHERE p.id = t.id AND p.version = t.version",
+            &[&products, &versions, &kind.status_when_done().as_str()],
+        )
+        .await
+        .ctx("product status")?;
+        if let Some(next) = kind.next() {
+            let next_ids: Vec<Uuid> = held.iter().map(|_| Uuid::now_v7()).collect();
+            let tps: Vec<Option<String>> = held.iter().map(|j| j.traceparent.clone()).collect();
+            tx.execute(
+                "INSERT INTO outbox (event_id, product_id, product_version, kind, traceparent)
+                 SELECT t.id, t.product_id, t.version, $5, t.tp
+                 FROM unnest($1::uuid[], $2::uuid[], $3::int[], $4::text[]) AS t(id, product_id, version, tp)",
+                &[&next_ids, &products, &versions, &tps, &next.as_str()],
+            )
+            .await
+            .ctx("enqueue next step")?;
+            notify(tx, next).await?;
+        }
+        outcome.completed = held.iter().map(|j| j.event_id).collect();
+        Ok(outcome)
+    }
+
+    /// Records a failed attempt: back to `pending` after a backoff, or `dead` (and the product
+    /// `failed`) when the error is permanent or the attempts are used up. Returns the new state.
+    pub async fn fail(
+        &self,
+        job: &Job,
+        error: &StepError,
+        backoff: &Backoff,
+    ) -> Result<Option<OutboxState>, OutboxError> {
+        let mut client = self.pool.get().await?;
+        let tx = tokio_postgres::Client::transaction(&mut client)
+            .await
+            .ctx("fail begin")?;
+        let state = fail_in(&tx, job, error, backoff).await?;
+        tx.commit().await.ctx("fail commit")?;
+        Ok(state)
+    }
+
+    /// Gives leases back without counting an attempt (graceful shutdown).
+    pub async fn release(&self, jobs: &[Job]) -> Result<u64, OutboxError> {
+        if jobs.is_empty() {
+            return Ok(0);
+        }
+        let (ids, tokens) = ids_and_tokens(jobs);
+        let client = self.pool.get().await?;
+        client
+            .execute(
+                "UPDATE outbox o SET state = 'pending', lease_owner = NULL, lease_token = NULL,
+                        lease_expires_at = NULL, next_attempt_at = now(),
+                        attempts = greatest(o.attempts - 1, 0), updated_at = now()
+                 FROM unnest($1::uuid[], $2::uuid[]) AS t(id, token)
+                 WHERE o.event_id = t.id AND o.lease_token = t.token AND o.state = 'leased'",
+                &[&ids, &tokens],
+            )
+            .await
+            .ctx("release")
+    }
+
+    /// Deletes done rows completed more than `retention` ago, in chunks; returns how many.
+    pub async fn prune_done(&self, retention: Duration) -> Result<u64, OutboxError> {
+        let client = self.pool.get().await?;
+        let mut total = 0;
+        loop {
+            let n = client
+                .execute(
+                    "DELETE FROM outbox WHERE event_id IN (
+                       SELECT event_id FROM outbox
+                       WHERE state = 'done' AND completed_at < now() - make_interval(secs => $1)
+                       LIMIT 5000)",
+                    &[&retention.as_secs_f64()],
+                )
+                .await
+                .ctx("prune done rows")?;
+            total += n;
+            if n < 5000 {
+                break;
+            }
+        }
+        if total > 0 {
+            tracing::info!(rows = total, "pruned done outbox rows");
+        }
+        Ok(total)
+    }
+}
+
+/// [`Outbox::fail`] inside the caller's transaction.
+pub async fn fail_in<C: GenericClient>(
+    tx: &C,
+    job: &Job,
+    error: &StepError,
+    backoff: &Backoff,
+) -> Result<Option<OutboxState>, OutboxError> {
+    let dead = !error.is_retryable() || job.attempts >= job.max_attempts;
+    let delay = backoff.delay(job.attempts);
+    let kind = job.kind.as_str();
+    let msg = truncate(error.message(), 4000);
+    let row = tx
+        .query_opt(
+            "UPDATE outbox SET state = CASE WHEN $3 THEN 'dead' ELSE 'pending' END,
+                    next_attempt_at = now() + make_interval(secs => $4),
+                    last_error = $5, lease_owner = NULL, lease_token = NULL,
+                    lease_expires_at = NULL, updated_at = now()
+             WHERE event_id = $1 AND lease_token = $2 AND state = 'leased'
+             RETURNING state",
+            &[
+                &job.event_id,
+                &job.lease_token,
+                &dead,
+                &delay.as_secs_f64(),
+                &msg,
+            ],
+        )
+        .await
+        .ctx("fail")?;
+    let Some(row) = row else {
+        metrics::counter!("rvc_outbox_lease_lost_total", "kind" => kind).increment(1);
+        return Ok(None);
+    };
+    if dead {
+        mark_product_failed(tx, job.product_id, job.product_version).await?;
+        metrics::counter!("rvc_outbox_dead_total", "kind" => kind).increment(1);
+        tracing::error!(event_id = %job.event_id, product_id = %job.product_id, kind,
+            attempts = job.attempts, error = %msg, "outbox row dead-lettered");
+    } else {
+        metrics::counter!("rvc_outbox_retried_total", "kind" => kind).increment(1);
+        tracing::warn!(event_id = %job.event_id, product_id = %job.product_id, kind,
+            attempts = job.attempts, retry_in_ms = delay.as_millis() as u64, error = %msg,
+            "step failed; will retry");
+    }
+    let state: String = row.get(0);
+    Ok(state.parse().ok())
+}
+
+async fn mark_product_failed<C: GenericClient>(
+    tx: &C,
+    product_id: Uuid,
+    version: i32,
+) -> Result<(), OutboxError> {
+    tx.execute(
+        "UPDATE products SET status = 'failed', updated_at = now() WHERE id = $1 AND version = $2",
+        &[&product_id, &version],
+    )
+    .await
+    .ctx("mark product failed")?;
+    Ok(())
+}
+
+fn ids_and_tokens(jobs: &[Job]) -> (Vec<Uuid>, Vec<Uuid>) {
+    jobs.iter().map(|j| (j.event_id, j.lease_token)).unzip()
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_exponentially_within_jitter_and_is_capped() {
+        let b = Backoff {
+            base: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+        };
+        for _ in 0..50 {
+            let d1 = b.delay(1);
+            assert!(d1 >= Duration::from_millis(50) && d1 <= Duration::from_millis(100));
+            let d3 = b.delay(3);
+            assert!(d3 >= Duration::from_millis(200) && d3 <= Duration::from_millis(400));
+            let d20 = b.delay(20);
+            assert!(d20 >= Duration::from_millis(500) && d20 <= Duration::from_secs(1));
+        }
+    }
+
+    #[test]
+    fn truncates_on_char_boundaries() {
+        assert_eq!(truncate("abc", 10), "abc");
+        assert_eq!(truncate("ééé", 3), "é…");
+    }
+}

@@ -1,0 +1,83 @@
+//! Steps that do nothing but wait, and fixtures that seed outbox rows: used by the crash
+//! tests (through the `rvc-outbox-noop-worker` binary) and by `make bench`.
+use crate::{error::DbContext, Job, OutboxError, Step, StepError};
+use rvc_domain::OutboxKind;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Completes every row after `sleep`. With `log`, its commit inserts the event id into
+/// `outbox_step_log` (which the test creates, with a primary key on event_id), so a row
+/// completed twice fails loudly.
+#[derive(Debug, Clone)]
+pub struct NoopStep {
+    pub kind: OutboxKind,
+    pub sleep: Duration,
+    pub log: bool,
+    pub owner: String,
+}
+
+impl Step for NoopStep {
+    type Output = ();
+
+    fn kind(&self) -> OutboxKind {
+        self.kind
+    }
+
+    async fn execute(&self, _job: &Job) -> Result<(), StepError> {
+        if !self.sleep.is_zero() {
+            tokio::time::sleep(self.sleep).await;
+        }
+        Ok(())
+    }
+
+    async fn commit(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        job: &Job,
+        _output: (),
+    ) -> Result<(), StepError> {
+        if self.log {
+            tx.execute(
+                "INSERT INTO outbox_step_log (event_id, owner) VALUES ($1, $2)",
+                &[&job.event_id, &self.owner],
+            )
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+/// DDL of the log table [`NoopStep`] writes to.
+pub const STEP_LOG_DDL: &str = "CREATE TABLE IF NOT EXISTS outbox_step_log (
+    event_id UUID PRIMARY KEY, owner TEXT NOT NULL, at TIMESTAMPTZ NOT NULL DEFAULT now())";
+
+/// Inserts `n` products (one category) and one outbox row of `kind` for each, in one
+/// statement each. Returns the product ids.
+pub async fn seed_rows(
+    client: &impl tokio_postgres::GenericClient,
+    n: i64,
+    kind: OutboxKind,
+) -> Result<Vec<Uuid>, OutboxError> {
+    client
+        .execute(
+            "INSERT INTO categories (name) VALUES ('seed') ON CONFLICT (name) DO NOTHING",
+            &[],
+        )
+        .await
+        .ctx("seed category")?;
+    let rows = client
+        .query(
+            "WITH p AS (
+               INSERT INTO products (id, sku, name, category_id, price_minor, currency, content_hash)
+               SELECT gen_random_uuid(), 'seed-' || gen_random_uuid(), 'seeded', c.id, 100, 'EUR', 'x'
+               FROM generate_series(1, $1::bigint) g, (SELECT id FROM categories WHERE name = 'seed') c
+               RETURNING id)
+             INSERT INTO outbox (event_id, product_id, product_version, kind)
+             SELECT gen_random_uuid(), p.id, 1, $2 FROM p
+             RETURNING product_id",
+            &[&n, &kind.as_str()],
+        )
+        .await
+        .ctx("seed rows")?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}

@@ -1,0 +1,434 @@
+//! The outbox engine against a real Postgres, a fresh database per test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use rvc_domain::OutboxKind;
+use rvc_outbox::testing::{seed_rows, NoopStep, STEP_LOG_DDL};
+use rvc_outbox::{
+    Backoff, Job, NewOutboxRow, Outbox, Step, StepError, Worker, WorkerConfig,
+};
+use rvc_test_support::TestDb;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+fn fast_cfg() -> WorkerConfig {
+    WorkerConfig {
+        batch_size: 16,
+        concurrency: 4,
+        lease: Duration::from_secs(30),
+        poll_interval: Duration::from_millis(50),
+        backoff: Backoff {
+            base: Duration::from_millis(200),
+            max: Duration::from_secs(5),
+        },
+        shutdown_grace: Duration::from_secs(5),
+    }
+}
+
+async fn wait_until<F, Fut>(timeout: Duration, mut f: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    while tokio::time::Instant::now() < deadline {
+        if f().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_claimers_never_share_a_row_and_complete_each_once() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    client.batch_execute(STEP_LOG_DDL).await.unwrap();
+    seed_rows(&client, 3000, OutboxKind::Publish).await.unwrap();
+
+    // 1) Raw claims: 12 claimers race, every row is leased by exactly one of them.
+    let mut handles = Vec::new();
+    for i in 0..12 {
+        let outbox = Outbox::new(db.pool.clone(), format!("claimer-{i}"));
+        handles.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let got = outbox
+                    .claim(OutboxKind::Publish, 25, Duration::from_secs(60), false)
+                    .await
+                    .unwrap();
+                if got.is_empty() {
+                    break mine;
+                }
+                mine.extend(got.into_iter().map(|j| j.event_id));
+            }
+        }));
+    }
+    let mut seen = HashSet::new();
+    let mut total = 0;
+    for h in handles {
+        let ids = h.await.unwrap();
+        total += ids.len();
+        seen.extend(ids);
+    }
+    assert_eq!(total, 3000, "every row claimed once");
+    assert_eq!(seen.len(), 3000, "no row claimed twice");
+
+    // 2) Release them and let 8 worker loops complete everything: each exactly once.
+    client
+        .batch_execute(
+            "UPDATE outbox SET state = 'pending', lease_token = NULL, lease_owner = NULL,
+                    lease_expires_at = NULL, next_attempt_at = now(), attempts = 0",
+        )
+        .await
+        .unwrap();
+    let shutdown = CancellationToken::new();
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let step = Arc::new(NoopStep {
+            kind: OutboxKind::Publish,
+            sleep: Duration::ZERO,
+            log: true,
+            owner: format!("w{i}"),
+        });
+        let w = Worker::new(Outbox::new(db.pool.clone(), format!("w{i}")), step, fast_cfg());
+        tasks.push(tokio::spawn(w.run(shutdown.clone())));
+    }
+    assert!(
+        wait_until(Duration::from_secs(60), || async {
+            db.count("SELECT count(*) FROM outbox WHERE state = 'done'").await == 3000
+        })
+        .await,
+        "all rows done"
+    );
+    shutdown.cancel();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(db.count("SELECT count(*) FROM outbox_step_log").await, 3000);
+    assert_eq!(
+        db.count("SELECT count(DISTINCT owner) FROM outbox_step_log").await,
+        8,
+        "work was spread over every claimer"
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM products WHERE status = 'indexed'").await,
+        3000,
+        "completing publish moves each product to indexed"
+    );
+}
+
+#[tokio::test]
+async fn completing_enqueues_the_next_step_in_the_same_transaction() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    seed_rows(&client, 5, OutboxKind::UploadImages).await.unwrap();
+    let step = Arc::new(NoopStep {
+        kind: OutboxKind::UploadImages,
+        sleep: Duration::ZERO,
+        log: false,
+        owner: "t".into(),
+    });
+    let w = Worker::new(Outbox::new(db.pool.clone(), "t"), step, fast_cfg());
+    let report = w.run_once(&CancellationToken::new()).await.unwrap();
+    assert_eq!((report.claimed, report.completed), (5, 5));
+    assert_eq!(
+        db.count("SELECT count(*) FROM outbox WHERE kind = 'vectorize' AND state = 'pending'")
+            .await,
+        5
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM products WHERE status = 'images_stored'")
+            .await,
+        5
+    );
+}
+
+#[tokio::test]
+async fn an_expired_lease_is_taken_over_and_the_old_holder_cannot_complete() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    seed_rows(&client, 1, OutboxKind::Vectorize).await.unwrap();
+    let a = Outbox::new(db.pool.clone(), "a");
+    let b = Outbox::new(db.pool.clone(), "b");
+    let lease = Duration::from_millis(300);
+    let job_a = a.claim(OutboxKind::Vectorize, 10, lease, false).await.unwrap();
+    assert_eq!(job_a.len(), 1);
+    assert!(b.claim(OutboxKind::Vectorize, 10, lease, false).await.unwrap().is_empty());
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let job_b = b.claim(OutboxKind::Vectorize, 10, lease, false).await.unwrap();
+    assert_eq!(job_b.len(), 1, "expired lease reclaimed");
+    assert_eq!(job_b[0].attempts, 2);
+
+    let mut c = db.client().await;
+    let tx = c.transaction().await.unwrap();
+    let out = Outbox::complete_in(&tx, OutboxKind::Vectorize, &job_a).await.unwrap();
+    assert!(out.completed.is_empty());
+    assert_eq!(out.lease_lost, vec![job_a[0].event_id]);
+    let out = Outbox::complete_in(&tx, OutboxKind::Vectorize, &job_b).await.unwrap();
+    assert_eq!(out.completed, vec![job_b[0].event_id]);
+    tx.commit().await.unwrap();
+    assert_eq!(
+        db.count("SELECT count(*) FROM outbox WHERE kind = 'publish'").await,
+        1,
+        "next step enqueued once"
+    );
+}
+
+/// Fails the first `fail_times` attempts of every row, retryably or not.
+struct Flaky {
+    fail_times: i32,
+    permanent: bool,
+    calls: AtomicUsize,
+}
+
+impl Step for Flaky {
+    type Output = ();
+    const COMMIT_WRITES: bool = false;
+    fn kind(&self) -> OutboxKind {
+        OutboxKind::Publish
+    }
+    async fn execute(&self, job: &Job) -> Result<(), StepError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if job.attempts <= self.fail_times {
+            if self.permanent {
+                return Err(StepError::permanent("poison input: cannot decode"));
+            }
+            return Err(StepError::retryable(format!("flaky attempt {}", job.attempts)));
+        }
+        Ok(())
+    }
+    async fn commit(
+        &self,
+        _tx: &tokio_postgres::Transaction<'_>,
+        _job: &Job,
+        _o: (),
+    ) -> Result<(), StepError> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn retryable_failures_back_off_exponentially_then_succeed() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    seed_rows(&client, 1, OutboxKind::Publish).await.unwrap();
+    let step = Arc::new(Flaky {
+        fail_times: 2,
+        permanent: false,
+        calls: AtomicUsize::new(0),
+    });
+    let w = Worker::new(Outbox::new(db.pool.clone(), "f"), step.clone(), fast_cfg());
+    let none = CancellationToken::new();
+
+    w.run_once(&none).await.unwrap();
+    let (state, attempts, delay_ms, err): (String, i32, f64, Option<String>) = {
+        let r = client
+            .query_one(
+                "SELECT state, attempts, (extract(epoch FROM next_attempt_at - updated_at)*1000)::float8, last_error FROM outbox",
+                &[],
+            )
+            .await
+            .unwrap();
+        (r.get(0), r.get(1), r.get(2), r.get(3))
+    };
+    assert_eq!((state.as_str(), attempts), ("pending", 1));
+    assert!((100.0..=200.0).contains(&delay_ms), "first backoff {delay_ms} ms in [base/2, base]");
+    assert_eq!(err.as_deref(), Some("flaky attempt 1"));
+
+    // Not claimable before its time.
+    assert_eq!(w.run_once(&none).await.unwrap().claimed, 0);
+    tokio::time::sleep(Duration::from_millis(220)).await;
+    w.run_once(&none).await.unwrap();
+    let delay_ms: f64 = client
+        .query_one(
+            "SELECT (extract(epoch FROM next_attempt_at - updated_at)*1000)::float8 FROM outbox",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!((200.0..=400.0).contains(&delay_ms), "second backoff {delay_ms} ms doubles");
+    tokio::time::sleep(Duration::from_millis(420)).await;
+    let r = w.run_once(&none).await.unwrap();
+    assert_eq!(r.completed, 1);
+    assert_eq!(step.calls.load(Ordering::SeqCst), 3);
+    assert_eq!(db.count("SELECT count(*) FROM outbox WHERE state = 'done'").await, 1);
+}
+
+#[tokio::test]
+async fn exhausted_attempts_and_permanent_errors_dead_letter_and_fail_the_product() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    seed_rows(&client, 1, OutboxKind::Publish).await.unwrap();
+    client
+        .batch_execute("UPDATE outbox SET max_attempts = 2")
+        .await
+        .unwrap();
+    let mut cfg = fast_cfg();
+    cfg.backoff.base = Duration::from_millis(1);
+    let step = Arc::new(Flaky {
+        fail_times: 100,
+        permanent: false,
+        calls: AtomicUsize::new(0),
+    });
+    let w = Worker::new(Outbox::new(db.pool.clone(), "d"), step, cfg.clone());
+    let none = CancellationToken::new();
+    w.run_once(&none).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    w.run_once(&none).await.unwrap();
+    let r = client
+        .query_one("SELECT state, attempts, last_error FROM outbox", &[])
+        .await
+        .unwrap();
+    assert_eq!(r.get::<_, String>(0), "dead");
+    assert_eq!(r.get::<_, i32>(1), 2);
+    assert_eq!(r.get::<_, String>(2), "flaky attempt 2");
+    assert_eq!(db.count("SELECT count(*) FROM products WHERE status = 'failed'").await, 1);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(w.run_once(&none).await.unwrap().claimed, 0, "dead rows are never claimed");
+
+    // Poison input: dead at the first attempt, whatever max_attempts says.
+    seed_rows(&client, 1, OutboxKind::Publish).await.unwrap();
+    let poison = Arc::new(Flaky {
+        fail_times: 100,
+        permanent: true,
+        calls: AtomicUsize::new(0),
+    });
+    let w = Worker::new(Outbox::new(db.pool.clone(), "p"), poison, cfg);
+    w.run_once(&none).await.unwrap();
+    assert_eq!(
+        db.count("SELECT count(*) FROM outbox WHERE state = 'dead' AND attempts = 1").await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn notify_wakes_an_idle_worker_long_before_its_poll_interval() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    seed_rows(&client, 1, OutboxKind::Vectorize).await.unwrap(); // a product to hang rows on
+    let product_id: uuid::Uuid = client
+        .query_one("SELECT id FROM products", &[])
+        .await
+        .unwrap()
+        .get(0);
+    client.batch_execute("DELETE FROM outbox").await.unwrap();
+
+    let mut cfg = fast_cfg();
+    cfg.poll_interval = Duration::from_secs(600);
+    let step = Arc::new(NoopStep {
+        kind: OutboxKind::Publish,
+        sleep: Duration::ZERO,
+        log: false,
+        owner: "n".into(),
+    });
+    let w = Worker::new(Outbox::new(db.pool.clone(), "n"), step, cfg);
+    let shutdown = CancellationToken::new();
+    rvc_outbox::spawn_listener(
+        db.url.parse().unwrap(),
+        OutboxKind::Publish,
+        w.wake_handle(),
+        shutdown.clone(),
+    );
+    let task = tokio::spawn(w.run(shutdown.clone()));
+    // Let the worker go idle (its first poll finds nothing, then it sleeps 600 s).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    rvc_outbox::enqueue(&client, &NewOutboxRow::new(product_id, 1, OutboxKind::Publish))
+        .await
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            db.count("SELECT count(*) FROM outbox WHERE state = 'done'").await == 1
+        })
+        .await,
+        "the NOTIFY woke the worker"
+    );
+    shutdown.cancel();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn shutdown_releases_work_that_overruns_the_grace_period() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    seed_rows(&client, 3, OutboxKind::Publish).await.unwrap();
+    let mut cfg = fast_cfg();
+    cfg.shutdown_grace = Duration::from_millis(200);
+    let step = Arc::new(NoopStep {
+        kind: OutboxKind::Publish,
+        sleep: Duration::from_secs(30),
+        log: false,
+        owner: "s".into(),
+    });
+    let w = Worker::new(Outbox::new(db.pool.clone(), "s"), step, cfg);
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(w.run(shutdown.clone()));
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            db.count("SELECT count(*) FROM outbox WHERE state = 'leased'").await == 3
+        })
+        .await
+    );
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("worker stops within the grace period")
+        .unwrap();
+    assert_eq!(
+        db.count("SELECT count(*) FROM outbox WHERE state = 'pending' AND attempts = 0 AND lease_token IS NULL")
+            .await,
+        3,
+        "leases released without counting an attempt"
+    );
+}
+
+#[tokio::test]
+async fn done_rows_are_pruned_after_retention_only() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    seed_rows(&client, 10, OutboxKind::Publish).await.unwrap();
+    client
+        .batch_execute(
+            "UPDATE outbox SET state = 'done', completed_at = now() - interval '2 days'
+             WHERE event_id IN (SELECT event_id FROM outbox LIMIT 6)",
+        )
+        .await
+        .unwrap();
+    let o = Outbox::new(db.pool.clone(), "pruner");
+    assert_eq!(o.prune_done(Duration::from_secs(3 * 86400)).await.unwrap(), 0);
+    assert_eq!(o.prune_done(Duration::from_secs(86400)).await.unwrap(), 6);
+    assert_eq!(db.count("SELECT count(*) FROM outbox").await, 4);
+}
+
+#[tokio::test]
+async fn ordered_claims_hold_back_newer_versions_of_a_product_only() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    let ids = seed_rows(&client, 2, OutboxKind::Publish).await.unwrap();
+    // product 0 gets versions 2 and 3 queued behind version 1
+    for v in [2, 3] {
+        rvc_outbox::enqueue(&client, &NewOutboxRow::new(ids[0], v, OutboxKind::Publish))
+            .await
+            .unwrap();
+    }
+    let o = Outbox::new(db.pool.clone(), "r");
+    let lease = Duration::from_secs(30);
+    let first = o.claim(OutboxKind::Publish, 10, lease, true).await.unwrap();
+    let mut got: Vec<(uuid::Uuid, i32)> = first.iter().map(|j| (j.product_id, j.product_version)).collect();
+    got.sort();
+    let mut want = vec![(ids[0], 1), (ids[1], 1)];
+    want.sort();
+    assert_eq!(got, want, "v2/v3 wait for v1; the other product is not blocked");
+    assert!(o.claim(OutboxKind::Publish, 10, lease, true).await.unwrap().is_empty());
+    let mut c = db.client().await;
+    let tx = c.transaction().await.unwrap();
+    Outbox::complete_in(&tx, OutboxKind::Publish, &first).await.unwrap();
+    tx.commit().await.unwrap();
+    let next = o.claim(OutboxKind::Publish, 10, lease, true).await.unwrap();
+    assert_eq!(next.len(), 1);
+    assert_eq!((next[0].product_id, next[0].product_version), (ids[0], 2));
+}

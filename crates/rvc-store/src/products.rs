@@ -1,0 +1,374 @@
+//! Products, their photos and their pipeline timeline.
+use crate::{DbContext, StoreError};
+use chrono::{DateTime, Utc};
+use rvc_domain::{
+    CategoryName, Currency, OutboxKind, Price, ProductName, ProductStatus, Sku, SniffedImage,
+};
+use rvc_outbox::NewOutboxRow;
+use serde::Serialize;
+use tokio_postgres::GenericClient;
+use uuid::Uuid;
+
+/// A photo as received, with what its header told us.
+#[derive(Debug, Clone)]
+pub struct StagedImage {
+    pub bytes: Vec<u8>,
+    pub meta: SniffedImage,
+}
+
+/// A validated product submission.
+#[derive(Debug, Clone)]
+pub struct NewProduct {
+    pub sku: Sku,
+    pub name: ProductName,
+    pub category: CategoryName,
+    pub price: Price,
+    pub currency: Currency,
+    pub images: Vec<StagedImage>,
+    pub traceparent: Option<String>,
+}
+
+impl NewProduct {
+    /// sha256 over the canonical fields and the ordered photo hashes: equal exactly when a
+    /// re-submission changes nothing.
+    pub fn content_hash(&self) -> String {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        for part in [
+            self.sku.as_str(),
+            self.name.as_str(),
+            self.category.as_str(),
+            &self.price.minor_units().to_string(),
+            self.currency.as_str(),
+        ] {
+            h.update((part.len() as u64).to_be_bytes());
+            h.update(part.as_bytes());
+        }
+        for img in &self.images {
+            h.update(img.meta.sha256.as_bytes());
+        }
+        hex::encode(h.finalize())
+    }
+}
+
+/// Where to fail on purpose inside [`ingest`] (tests prove the transaction is atomic).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailPoint {
+    AfterProductWrite,
+    AfterImages,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IngestOutcome {
+    /// A new product or a new version: photos staged, `upload_images` enqueued.
+    Accepted {
+        product_id: Uuid,
+        version: i32,
+        event_id: Uuid,
+        created: bool,
+    },
+    /// Same fields and photos as the current version: nothing written.
+    Unchanged {
+        product_id: Uuid,
+        version: i32,
+        status: ProductStatus,
+    },
+}
+
+/// Writes a submission inside `tx`: category, product (new version when anything changed),
+/// staged photos and the `upload_images` outbox row. The caller commits.
+pub async fn ingest<C: GenericClient>(
+    tx: &C,
+    p: &NewProduct,
+    fail: Option<FailPoint>,
+) -> Result<IngestOutcome, StoreError> {
+    let hash = p.content_hash();
+    let category_id: i64 = tx
+        .query_one(
+            "INSERT INTO categories (name) VALUES ($1)
+             ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name RETURNING id",
+            &[&p.category.as_str()],
+        )
+        .await
+        .ctx("upsert category")?
+        .get(0);
+
+    let new_id = Uuid::now_v7();
+    let inserted = tx
+        .query_opt(
+            "INSERT INTO products (id, sku, name, category_id, price_minor, currency, content_hash)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (sku) DO NOTHING RETURNING id, version",
+            &[
+                &new_id,
+                &p.sku.as_str(),
+                &p.name.as_str(),
+                &category_id,
+                &p.price.minor_units(),
+                &p.currency.as_str(),
+                &hash,
+            ],
+        )
+        .await
+        .ctx("insert product")?;
+
+    let (product_id, version, created) = match inserted {
+        Some(row) => (row.get::<_, Uuid>(0), row.get::<_, i32>(1), true),
+        None => {
+            // Existing SKU: lock it, and compare with what we were sent.
+            let row = tx
+                .query_one(
+                    "SELECT id, version, content_hash, status, archived FROM products
+                     WHERE sku = $1 FOR UPDATE",
+                    &[&p.sku.as_str()],
+                )
+                .await
+                .ctx("lock product")?;
+            let (id, version): (Uuid, i32) = (row.get(0), row.get(1));
+            let (old_hash, status, archived): (String, String, bool) =
+                (row.get(2), row.get(3), row.get(4));
+            if old_hash == hash && !archived {
+                let status = status
+                    .parse()
+                    .map_err(|e: String| StoreError::Corrupt(e))?;
+                return Ok(IngestOutcome::Unchanged {
+                    product_id: id,
+                    version,
+                    status,
+                });
+            }
+            let version: i32 = tx
+                .query_one(
+                    "UPDATE products SET name = $2, category_id = $3, price_minor = $4,
+                            currency = $5, content_hash = $6, version = version + 1,
+                            status = 'registered', archived = FALSE, updated_at = now()
+                     WHERE id = $1 RETURNING version",
+                    &[
+                        &id,
+                        &p.name.as_str(),
+                        &category_id,
+                        &p.price.minor_units(),
+                        &p.currency.as_str(),
+                        &hash,
+                    ],
+                )
+                .await
+                .ctx("new product version")?
+                .get(0);
+            (id, version, false)
+        }
+    };
+    if fail == Some(FailPoint::AfterProductWrite) {
+        return Err(StoreError::InjectedFault(FailPoint::AfterProductWrite));
+    }
+
+    let stmt = tx
+        .prepare(
+            "INSERT INTO product_images (product_id, version, ordinal, sha256, content_type,
+                                         width, height, size_bytes, staged_bytes)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .await
+        .ctx("prepare image insert")?;
+    for (i, img) in p.images.iter().enumerate() {
+        let ordinal = i16::try_from(i).map_err(|_| StoreError::Corrupt("too many images".into()))?;
+        let size = i32::try_from(img.bytes.len())
+            .map_err(|_| StoreError::Corrupt("image larger than 2 GiB".into()))?;
+        let (w, h) = (
+            i32::try_from(img.meta.width).unwrap_or(i32::MAX),
+            i32::try_from(img.meta.height).unwrap_or(i32::MAX),
+        );
+        tx.execute(
+            &stmt,
+            &[
+                &product_id,
+                &version,
+                &ordinal,
+                &img.meta.sha256,
+                &img.meta.format.content_type(),
+                &w,
+                &h,
+                &size,
+                &img.bytes,
+            ],
+        )
+        .await
+        .ctx("stage image")?;
+    }
+    if fail == Some(FailPoint::AfterImages) {
+        return Err(StoreError::InjectedFault(FailPoint::AfterImages));
+    }
+
+    let mut row = NewOutboxRow::new(product_id, version, OutboxKind::UploadImages);
+    row.traceparent = p.traceparent.clone();
+    let event_id = rvc_outbox::enqueue(tx, &row).await?;
+    Ok(IngestOutcome::Accepted {
+        product_id,
+        version,
+        event_id,
+        created,
+    })
+}
+
+/// A photo of the current version, as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageView {
+    pub ordinal: i16,
+    pub sha256: String,
+    pub content_type: String,
+    pub width: i32,
+    pub height: i32,
+    pub size_bytes: i32,
+    /// Still waiting in Postgres for the uploader.
+    pub staged: bool,
+    pub object_key: Option<String>,
+    pub point_id: Option<Uuid>,
+    pub model_version: Option<String>,
+}
+
+/// One outbox row of the product: a step of its pipeline.
+#[derive(Debug, Clone, Serialize)]
+pub struct TimelineEntry {
+    pub event_id: Uuid,
+    pub product_version: i32,
+    pub kind: String,
+    pub state: String,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub last_error: Option<String>,
+    pub next_attempt_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ProductView {
+    pub id: Uuid,
+    pub sku: String,
+    pub name: String,
+    pub category: String,
+    pub price_minor: i64,
+    pub price: String,
+    pub currency: String,
+    pub version: i32,
+    pub status: String,
+    pub archived: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub images: Vec<ImageView>,
+    pub timeline: Vec<TimelineEntry>,
+}
+
+const PRODUCT_SELECT: &str = "SELECT p.id, p.sku, p.name, c.name, p.price_minor, p.currency, p.version,
+            p.status, p.archived, p.created_at, p.updated_at
+     FROM products p JOIN categories c ON c.id = p.category_id";
+
+/// Which product to look up.
+#[derive(Debug, Clone)]
+pub enum ProductRef {
+    Id(Uuid),
+    Sku(String),
+}
+
+impl ProductRef {
+    /// A UUID is an id, anything else a SKU.
+    pub fn parse(s: &str) -> Self {
+        match Uuid::parse_str(s) {
+            Ok(id) => Self::Id(id),
+            Err(_) => Self::Sku(s.to_owned()),
+        }
+    }
+}
+
+pub async fn find<C: GenericClient>(
+    db: &C,
+    which: &ProductRef,
+) -> Result<Option<ProductView>, StoreError> {
+    let row = match which {
+        ProductRef::Id(id) => db
+            .query_opt(&format!("{PRODUCT_SELECT} WHERE p.id = $1"), &[id])
+            .await
+            .ctx("get product")?,
+        ProductRef::Sku(sku) => db
+            .query_opt(&format!("{PRODUCT_SELECT} WHERE p.sku = $1"), &[sku])
+            .await
+            .ctx("get product by sku")?,
+    };
+    let Some(row) = row else { return Ok(None) };
+    let id: Uuid = row.get(0);
+    let version: i32 = row.get(6);
+    let price_minor: i64 = row.get(4);
+    let images = db
+        .query(
+            "SELECT ordinal, sha256, content_type, width, height, size_bytes,
+                    staged_bytes IS NOT NULL, object_key, point_id, model_version
+             FROM product_images WHERE product_id = $1 AND version = $2 ORDER BY ordinal",
+            &[&id, &version],
+        )
+        .await
+        .ctx("product images")?
+        .iter()
+        .map(|r| ImageView {
+            ordinal: r.get(0),
+            sha256: r.get(1),
+            content_type: r.get(2),
+            width: r.get(3),
+            height: r.get(4),
+            size_bytes: r.get(5),
+            staged: r.get(6),
+            object_key: r.get(7),
+            point_id: r.get(8),
+            model_version: r.get(9),
+        })
+        .collect();
+    Ok(Some(ProductView {
+        id,
+        sku: row.get(1),
+        name: row.get(2),
+        category: row.get(3),
+        price_minor,
+        price: Price::from_minor(price_minor)
+            .map(|p| p.to_string())
+            .unwrap_or_default(),
+        currency: row.get::<_, String>(5),
+        version,
+        status: row.get(7),
+        archived: row.get(8),
+        created_at: row.get(9),
+        updated_at: row.get(10),
+        images,
+        timeline: timeline(db, id).await?,
+    }))
+}
+
+/// Every outbox row of a product, oldest first.
+pub async fn timeline<C: GenericClient>(
+    db: &C,
+    product_id: Uuid,
+) -> Result<Vec<TimelineEntry>, StoreError> {
+    Ok(db
+        .query(
+            "SELECT event_id, product_version, kind, state, attempts, max_attempts, last_error,
+                    next_attempt_at, created_at, updated_at, completed_at
+             FROM outbox WHERE product_id = $1 ORDER BY created_at, event_id",
+            &[&product_id],
+        )
+        .await
+        .ctx("timeline")?
+        .iter()
+        .map(|r| TimelineEntry {
+            event_id: r.get(0),
+            product_version: r.get(1),
+            kind: r.get(2),
+            state: r.get(3),
+            attempts: r.get(4),
+            max_attempts: r.get(5),
+            last_error: r.get(6),
+            next_attempt_at: r.get(7),
+            created_at: r.get(8),
+            updated_at: r.get(9),
+            completed_at: r.get(10),
+        })
+        .collect())
+}
