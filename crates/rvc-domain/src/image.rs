@@ -84,6 +84,11 @@ impl SniffedImage {
                 "not a supported image: only JPEG, PNG and WebP are accepted".to_owned(),
             )
         })?;
+        if format == ImageFormat::Png && bytes.get(12..16) != Some(b"IHDR".as_slice()) {
+            return Err(DomainError::UnsupportedImage(
+                "the png header could not be read: IHDR chunk missing".to_owned(),
+            ));
+        }
         let size = imagesize::blob_size(bytes).map_err(|e| {
             DomainError::UnsupportedImage(format!(
                 "the {} header could not be read: {e}",
@@ -133,7 +138,10 @@ mod tests {
             ImageFormat::sniff(&[0xFF, 0xD8, 0xFF, 0xE0]),
             Some(ImageFormat::Jpeg)
         );
-        assert_eq!(ImageFormat::sniff(&png_header(1, 1)), Some(ImageFormat::Png));
+        assert_eq!(
+            ImageFormat::sniff(&png_header(1, 1)),
+            Some(ImageFormat::Png)
+        );
         assert_eq!(
             ImageFormat::sniff(b"RIFF\0\0\0\0WEBPVP8 "),
             Some(ImageFormat::Webp)
@@ -145,7 +153,10 @@ mod tests {
     #[test]
     fn reads_dimensions_and_enforces_limits() {
         let ok = SniffedImage::inspect(&png_header(640, 480), ImageLimits::default()).unwrap();
-        assert_eq!((ok.width, ok.height, ok.format), (640, 480, ImageFormat::Png));
+        assert_eq!(
+            (ok.width, ok.height, ok.format),
+            (640, 480, ImageFormat::Png)
+        );
         let big = SniffedImage::inspect(&png_header(8193, 10), ImageLimits::default());
         assert!(matches!(big, Err(DomainError::ImageTooLarge(_))));
         let gif = SniffedImage::inspect(b"GIF89a\x01\x00\x01\x00", ImageLimits::default());

@@ -210,7 +210,17 @@ mod tests {
         assert_eq!(Price::parse("0.01").unwrap().minor_units(), 1);
         assert_eq!(Price::parse("0.05").unwrap().to_string(), "0.05");
         for bad in [
-            "", "0", "0.00", "-1", "1.234", "1.", ".5", "1e3", "abc", "1,50", "+1",
+            "",
+            "0",
+            "0.00",
+            "-1",
+            "1.234",
+            "1.",
+            ".5",
+            "1e3",
+            "abc",
+            "1,50",
+            "+1",
             "99999999999999999999",
         ] {
             assert!(Price::parse(bad).is_err(), "{bad} should be rejected");

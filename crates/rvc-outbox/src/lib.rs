@@ -28,4 +28,6 @@ pub use queue::{
     NOTIFY_CHANNEL, OUTBOX_COLUMNS,
 };
 pub use stats::{spawn_stats_refresher, stats, KindStateCount, OutboxStats};
-pub use worker::{run_concurrently, step_span, BatchReport, Step, Worker, WorkerArgs, WorkerConfig};
+pub use worker::{
+    run_concurrently, step_span, BatchReport, Step, Worker, WorkerArgs, WorkerConfig,
+};

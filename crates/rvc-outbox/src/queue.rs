@@ -62,9 +62,12 @@ pub async fn enqueue<C: GenericClient>(db: &C, row: &NewOutboxRow) -> Result<Uui
 
 /// NOTIFY the workers of `kind` (a wake-up only; polling is the safety net).
 pub async fn notify<C: GenericClient>(db: &C, kind: OutboxKind) -> Result<(), OutboxError> {
-    db.execute("SELECT pg_notify($1, $2)", &[&NOTIFY_CHANNEL, &kind.as_str()])
-        .await
-        .ctx("notify")?;
+    db.execute(
+        "SELECT pg_notify($1, $2)",
+        &[&NOTIFY_CHANNEL, &kind.as_str()],
+    )
+    .await
+    .ctx("notify")?;
     Ok(())
 }
 
@@ -90,7 +93,8 @@ pub struct OutboxRow {
 }
 
 /// Columns selected for [`OutboxRow::from_row`].
-pub const OUTBOX_COLUMNS: &str = "event_id, product_id, product_version, kind, payload, state, attempts, \
+pub const OUTBOX_COLUMNS: &str =
+    "event_id, product_id, product_version, kind, payload, state, attempts, \
      max_attempts, next_attempt_at, lease_owner, lease_expires_at, last_error, traceparent, \
      created_at, updated_at, completed_at";
 
@@ -160,7 +164,9 @@ impl Default for Backoff {
 impl Backoff {
     /// The delay before retrying after failed attempt number `attempt` (1-based).
     pub fn delay(&self, attempt: i32) -> Duration {
-        let exp = u32::try_from(attempt.saturating_sub(1)).unwrap_or(0).min(30);
+        let exp = u32::try_from(attempt.saturating_sub(1))
+            .unwrap_or(0)
+            .min(30);
         let full = self
             .base
             .saturating_mul(1u32 << exp)

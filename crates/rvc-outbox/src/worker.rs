@@ -222,7 +222,11 @@ impl<S: Step> Worker<S> {
     /// Claims and processes batches until `shutdown` is cancelled.
     pub async fn run(self, shutdown: CancellationToken) {
         let kind = self.step.kind();
-        tracing::info!(kind = kind.as_str(), owner = self.outbox.owner(), "worker started");
+        tracing::info!(
+            kind = kind.as_str(),
+            owner = self.outbox.owner(),
+            "worker started"
+        );
         let mut db_backoff = Duration::from_millis(100);
         while !shutdown.is_cancelled() {
             match self.run_once(&shutdown).await {

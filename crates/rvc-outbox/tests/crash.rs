@@ -59,18 +59,24 @@ async fn sigkilled_worker_leases_are_reclaimed_and_completed_by_another_process(
 
     let _rescuer = worker(&db, "rescuer", 0, 2.0);
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while db.count("SELECT count(*) FROM outbox WHERE state = 'done'").await < 200 {
+    while db
+        .count("SELECT count(*) FROM outbox WHERE state = 'done'")
+        .await
+        < 200
+    {
         assert!(std::time::Instant::now() < deadline, "rows not completed");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(db.count("SELECT count(*) FROM outbox_step_log").await, 200);
     assert_eq!(
-        db.count("SELECT count(*) FROM outbox_step_log WHERE owner = 'victim'").await,
+        db.count("SELECT count(*) FROM outbox_step_log WHERE owner = 'victim'")
+            .await,
         0,
         "the killed process completed nothing"
     );
     assert_eq!(
-        db.count("SELECT count(*) FROM outbox WHERE attempts = 2").await,
+        db.count("SELECT count(*) FROM outbox WHERE attempts = 2")
+            .await,
         20,
         "the 20 abandoned rows were attempted twice, the rest once"
     );
@@ -84,14 +90,21 @@ async fn sigterm_finishes_in_flight_work_and_exits_cleanly() {
     seed_rows(&client, 5, OutboxKind::Publish).await.unwrap();
     let mut w = worker(&db, "graceful", 1500, 30.0);
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while db.count("SELECT count(*) FROM outbox WHERE state = 'leased'").await < 5 {
+    while db
+        .count("SELECT count(*) FROM outbox WHERE state = 'leased'")
+        .await
+        < 5
+    {
         assert!(std::time::Instant::now() < deadline, "never claimed");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let status = w.terminate(Duration::from_secs(15)).expect("exits after SIGTERM");
+    let status = w
+        .terminate(Duration::from_secs(15))
+        .expect("exits after SIGTERM");
     assert!(status.success(), "clean exit: {status:?}");
     assert_eq!(
-        db.count("SELECT count(*) FROM outbox WHERE state = 'done'").await,
+        db.count("SELECT count(*) FROM outbox WHERE state = 'done'")
+            .await,
         5,
         "in-flight steps finished within the grace period"
     );

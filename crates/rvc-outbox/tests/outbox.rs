@@ -3,9 +3,7 @@
 
 use rvc_domain::OutboxKind;
 use rvc_outbox::testing::{seed_rows, NoopStep, STEP_LOG_DDL};
-use rvc_outbox::{
-    Backoff, Job, NewOutboxRow, Outbox, Step, StepError, Worker, WorkerConfig,
-};
+use rvc_outbox::{Backoff, Job, NewOutboxRow, Outbox, Step, StepError, Worker, WorkerConfig};
 use rvc_test_support::TestDb;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -94,12 +92,18 @@ async fn concurrent_claimers_never_share_a_row_and_complete_each_once() {
             log: true,
             owner: format!("w{i}"),
         });
-        let w = Worker::new(Outbox::new(db.pool.clone(), format!("w{i}")), step, fast_cfg());
+        let w = Worker::new(
+            Outbox::new(db.pool.clone(), format!("w{i}")),
+            step,
+            fast_cfg(),
+        );
         tasks.push(tokio::spawn(w.run(shutdown.clone())));
     }
     assert!(
         wait_until(Duration::from_secs(60), || async {
-            db.count("SELECT count(*) FROM outbox WHERE state = 'done'").await == 3000
+            db.count("SELECT count(*) FROM outbox WHERE state = 'done'")
+                .await
+                == 3000
         })
         .await,
         "all rows done"
@@ -110,12 +114,14 @@ async fn concurrent_claimers_never_share_a_row_and_complete_each_once() {
     }
     assert_eq!(db.count("SELECT count(*) FROM outbox_step_log").await, 3000);
     assert_eq!(
-        db.count("SELECT count(DISTINCT owner) FROM outbox_step_log").await,
+        db.count("SELECT count(DISTINCT owner) FROM outbox_step_log")
+            .await,
         8,
         "work was spread over every claimer"
     );
     assert_eq!(
-        db.count("SELECT count(*) FROM products WHERE status = 'indexed'").await,
+        db.count("SELECT count(*) FROM products WHERE status = 'indexed'")
+            .await,
         3000,
         "completing publish moves each product to indexed"
     );
@@ -125,7 +131,9 @@ async fn concurrent_claimers_never_share_a_row_and_complete_each_once() {
 async fn completing_enqueues_the_next_step_in_the_same_transaction() {
     let db = TestDb::new().await;
     let client = db.client().await;
-    seed_rows(&client, 5, OutboxKind::UploadImages).await.unwrap();
+    seed_rows(&client, 5, OutboxKind::UploadImages)
+        .await
+        .unwrap();
     let step = Arc::new(NoopStep {
         kind: OutboxKind::UploadImages,
         sleep: Duration::ZERO,
@@ -155,24 +163,39 @@ async fn an_expired_lease_is_taken_over_and_the_old_holder_cannot_complete() {
     let a = Outbox::new(db.pool.clone(), "a");
     let b = Outbox::new(db.pool.clone(), "b");
     let lease = Duration::from_millis(300);
-    let job_a = a.claim(OutboxKind::Vectorize, 10, lease, false).await.unwrap();
+    let job_a = a
+        .claim(OutboxKind::Vectorize, 10, lease, false)
+        .await
+        .unwrap();
     assert_eq!(job_a.len(), 1);
-    assert!(b.claim(OutboxKind::Vectorize, 10, lease, false).await.unwrap().is_empty());
+    assert!(b
+        .claim(OutboxKind::Vectorize, 10, lease, false)
+        .await
+        .unwrap()
+        .is_empty());
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let job_b = b.claim(OutboxKind::Vectorize, 10, lease, false).await.unwrap();
+    let job_b = b
+        .claim(OutboxKind::Vectorize, 10, lease, false)
+        .await
+        .unwrap();
     assert_eq!(job_b.len(), 1, "expired lease reclaimed");
     assert_eq!(job_b[0].attempts, 2);
 
     let mut c = db.client().await;
     let tx = c.transaction().await.unwrap();
-    let out = Outbox::complete_in(&tx, OutboxKind::Vectorize, &job_a).await.unwrap();
+    let out = Outbox::complete_in(&tx, OutboxKind::Vectorize, &job_a)
+        .await
+        .unwrap();
     assert!(out.completed.is_empty());
     assert_eq!(out.lease_lost, vec![job_a[0].event_id]);
-    let out = Outbox::complete_in(&tx, OutboxKind::Vectorize, &job_b).await.unwrap();
+    let out = Outbox::complete_in(&tx, OutboxKind::Vectorize, &job_b)
+        .await
+        .unwrap();
     assert_eq!(out.completed, vec![job_b[0].event_id]);
     tx.commit().await.unwrap();
     assert_eq!(
-        db.count("SELECT count(*) FROM outbox WHERE kind = 'publish'").await,
+        db.count("SELECT count(*) FROM outbox WHERE kind = 'publish'")
+            .await,
         1,
         "next step enqueued once"
     );
@@ -197,7 +220,10 @@ impl Step for Flaky {
             if self.permanent {
                 return Err(StepError::permanent("poison input: cannot decode"));
             }
-            return Err(StepError::retryable(format!("flaky attempt {}", job.attempts)));
+            return Err(StepError::retryable(format!(
+                "flaky attempt {}",
+                job.attempts
+            )));
         }
         Ok(())
     }
@@ -236,7 +262,10 @@ async fn retryable_failures_back_off_exponentially_then_succeed() {
         (r.get(0), r.get(1), r.get(2), r.get(3))
     };
     assert_eq!((state.as_str(), attempts), ("pending", 1));
-    assert!((100.0..=200.0).contains(&delay_ms), "first backoff {delay_ms} ms in [base/2, base]");
+    assert!(
+        (100.0..=200.0).contains(&delay_ms),
+        "first backoff {delay_ms} ms in [base/2, base]"
+    );
     assert_eq!(err.as_deref(), Some("flaky attempt 1"));
 
     // Not claimable before its time.
@@ -251,12 +280,19 @@ async fn retryable_failures_back_off_exponentially_then_succeed() {
         .await
         .unwrap()
         .get(0);
-    assert!((200.0..=400.0).contains(&delay_ms), "second backoff {delay_ms} ms doubles");
+    assert!(
+        (200.0..=400.0).contains(&delay_ms),
+        "second backoff {delay_ms} ms doubles"
+    );
     tokio::time::sleep(Duration::from_millis(420)).await;
     let r = w.run_once(&none).await.unwrap();
     assert_eq!(r.completed, 1);
     assert_eq!(step.calls.load(Ordering::SeqCst), 3);
-    assert_eq!(db.count("SELECT count(*) FROM outbox WHERE state = 'done'").await, 1);
+    assert_eq!(
+        db.count("SELECT count(*) FROM outbox WHERE state = 'done'")
+            .await,
+        1
+    );
 }
 
 #[tokio::test]
@@ -287,9 +323,17 @@ async fn exhausted_attempts_and_permanent_errors_dead_letter_and_fail_the_produc
     assert_eq!(r.get::<_, String>(0), "dead");
     assert_eq!(r.get::<_, i32>(1), 2);
     assert_eq!(r.get::<_, String>(2), "flaky attempt 2");
-    assert_eq!(db.count("SELECT count(*) FROM products WHERE status = 'failed'").await, 1);
+    assert_eq!(
+        db.count("SELECT count(*) FROM products WHERE status = 'failed'")
+            .await,
+        1
+    );
     tokio::time::sleep(Duration::from_millis(20)).await;
-    assert_eq!(w.run_once(&none).await.unwrap().claimed, 0, "dead rows are never claimed");
+    assert_eq!(
+        w.run_once(&none).await.unwrap().claimed,
+        0,
+        "dead rows are never claimed"
+    );
 
     // Poison input: dead at the first attempt, whatever max_attempts says.
     seed_rows(&client, 1, OutboxKind::Publish).await.unwrap();
@@ -301,7 +345,8 @@ async fn exhausted_attempts_and_permanent_errors_dead_letter_and_fail_the_produc
     let w = Worker::new(Outbox::new(db.pool.clone(), "p"), poison, cfg);
     w.run_once(&none).await.unwrap();
     assert_eq!(
-        db.count("SELECT count(*) FROM outbox WHERE state = 'dead' AND attempts = 1").await,
+        db.count("SELECT count(*) FROM outbox WHERE state = 'dead' AND attempts = 1")
+            .await,
         1
     );
 }
@@ -337,12 +382,17 @@ async fn notify_wakes_an_idle_worker_long_before_its_poll_interval() {
     let task = tokio::spawn(w.run(shutdown.clone()));
     // Let the worker go idle (its first poll finds nothing, then it sleeps 600 s).
     tokio::time::sleep(Duration::from_millis(500)).await;
-    rvc_outbox::enqueue(&client, &NewOutboxRow::new(product_id, 1, OutboxKind::Publish))
-        .await
-        .unwrap();
+    rvc_outbox::enqueue(
+        &client,
+        &NewOutboxRow::new(product_id, 1, OutboxKind::Publish),
+    )
+    .await
+    .unwrap();
     assert!(
         wait_until(Duration::from_secs(10), || async {
-            db.count("SELECT count(*) FROM outbox WHERE state = 'done'").await == 1
+            db.count("SELECT count(*) FROM outbox WHERE state = 'done'")
+                .await
+                == 1
         })
         .await,
         "the NOTIFY woke the worker"
@@ -369,7 +419,9 @@ async fn shutdown_releases_work_that_overruns_the_grace_period() {
     let task = tokio::spawn(w.run(shutdown.clone()));
     assert!(
         wait_until(Duration::from_secs(10), || async {
-            db.count("SELECT count(*) FROM outbox WHERE state = 'leased'").await == 3
+            db.count("SELECT count(*) FROM outbox WHERE state = 'leased'")
+                .await
+                == 3
         })
         .await
     );
@@ -399,7 +451,10 @@ async fn done_rows_are_pruned_after_retention_only() {
         .await
         .unwrap();
     let o = Outbox::new(db.pool.clone(), "pruner");
-    assert_eq!(o.prune_done(Duration::from_secs(3 * 86400)).await.unwrap(), 0);
+    assert_eq!(
+        o.prune_done(Duration::from_secs(3 * 86400)).await.unwrap(),
+        0
+    );
     assert_eq!(o.prune_done(Duration::from_secs(86400)).await.unwrap(), 6);
     assert_eq!(db.count("SELECT count(*) FROM outbox").await, 4);
 }
@@ -418,15 +473,27 @@ async fn ordered_claims_hold_back_newer_versions_of_a_product_only() {
     let o = Outbox::new(db.pool.clone(), "r");
     let lease = Duration::from_secs(30);
     let first = o.claim(OutboxKind::Publish, 10, lease, true).await.unwrap();
-    let mut got: Vec<(uuid::Uuid, i32)> = first.iter().map(|j| (j.product_id, j.product_version)).collect();
+    let mut got: Vec<(uuid::Uuid, i32)> = first
+        .iter()
+        .map(|j| (j.product_id, j.product_version))
+        .collect();
     got.sort();
     let mut want = vec![(ids[0], 1), (ids[1], 1)];
     want.sort();
-    assert_eq!(got, want, "v2/v3 wait for v1; the other product is not blocked");
-    assert!(o.claim(OutboxKind::Publish, 10, lease, true).await.unwrap().is_empty());
+    assert_eq!(
+        got, want,
+        "v2/v3 wait for v1; the other product is not blocked"
+    );
+    assert!(o
+        .claim(OutboxKind::Publish, 10, lease, true)
+        .await
+        .unwrap()
+        .is_empty());
     let mut c = db.client().await;
     let tx = c.transaction().await.unwrap();
-    Outbox::complete_in(&tx, OutboxKind::Publish, &first).await.unwrap();
+    Outbox::complete_in(&tx, OutboxKind::Publish, &first)
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
     let next = o.claim(OutboxKind::Publish, 10, lease, true).await.unwrap();
     assert_eq!(next.len(), 1);

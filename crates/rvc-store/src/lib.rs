@@ -3,8 +3,8 @@
 pub mod migrations;
 pub mod products;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 pub use deadpool_postgres::Pool as PgPool;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use std::str::FromStr;
 
 #[derive(Debug, thiserror::Error)]

@@ -128,9 +128,7 @@ pub async fn ingest<C: GenericClient>(
             let (old_hash, status, archived): (String, String, bool) =
                 (row.get(2), row.get(3), row.get(4));
             if old_hash == hash && !archived {
-                let status = status
-                    .parse()
-                    .map_err(|e: String| StoreError::Corrupt(e))?;
+                let status = status.parse().map_err(|e: String| StoreError::Corrupt(e))?;
                 return Ok(IngestOutcome::Unchanged {
                     product_id: id,
                     version,
@@ -171,7 +169,8 @@ pub async fn ingest<C: GenericClient>(
         .await
         .ctx("prepare image insert")?;
     for (i, img) in p.images.iter().enumerate() {
-        let ordinal = i16::try_from(i).map_err(|_| StoreError::Corrupt("too many images".into()))?;
+        let ordinal =
+            i16::try_from(i).map_err(|_| StoreError::Corrupt("too many images".into()))?;
         let size = i32::try_from(img.bytes.len())
             .map_err(|_| StoreError::Corrupt("image larger than 2 GiB".into()))?;
         let (w, h) = (
@@ -211,7 +210,7 @@ pub async fn ingest<C: GenericClient>(
 }
 
 /// A photo of the current version, as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ImageView {
     pub ordinal: i16,
     pub sha256: String,
@@ -227,7 +226,7 @@ pub struct ImageView {
 }
 
 /// One outbox row of the product: a step of its pipeline.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TimelineEntry {
     pub event_id: Uuid,
     pub product_version: i32,
@@ -242,7 +241,7 @@ pub struct TimelineEntry {
     pub completed_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ProductView {
     pub id: Uuid,
     pub sku: String,
@@ -260,7 +259,8 @@ pub struct ProductView {
     pub timeline: Vec<TimelineEntry>,
 }
 
-const PRODUCT_SELECT: &str = "SELECT p.id, p.sku, p.name, c.name, p.price_minor, p.currency, p.version,
+const PRODUCT_SELECT: &str =
+    "SELECT p.id, p.sku, p.name, c.name, p.price_minor, p.currency, p.version,
             p.status, p.archived, p.created_at, p.updated_at
      FROM products p JOIN categories c ON c.id = p.category_id";
 

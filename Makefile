@@ -1,0 +1,40 @@
+# Retail Vision Catalog: the two commands are `make run` and `make test`.
+# Every target installs what it needs first (scripts/setup-*.sh: idempotent and quiet).
+SHELL := /bin/bash
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+CARGO ?= cargo
+
+.DEFAULT_GOAL := help
+.PHONY: help setup build run test test-fast lint fmt bench clean-test-dbs
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+setup: ## install missing tools and services (apt, cargo install, python venv, model)
+	@scripts/setup-system.sh
+
+build: setup ## build every binary
+	@$(CARGO) build --workspace --bins --quiet
+
+run: build ## build and start the whole system locally (Ctrl-C stops it)
+	@scripts/run-local.sh
+
+lint: setup ## rustfmt check and clippy with warnings as errors
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets --quiet -- -D warnings
+
+test: lint ## lint, then the whole test suite against real services
+	$(CARGO) nextest run --workspace --no-fail-fast
+
+test-fast: setup ## unit tests only (no external services)
+	$(CARGO) nextest run --workspace --lib --bins
+
+fmt: ## format the code
+	$(CARGO) fmt --all
+
+bench: setup ## benchmarks; figures go to docs/benchmarks.md
+	@scripts/bench.sh
+
+clean-test-dbs: ## drop databases left behind by interrupted tests
+	@psql -h 127.0.0.1 -U postgres -Atc "SELECT datname FROM pg_database WHERE datname LIKE 'rvc_test_%'" \
+	  | xargs -r -I{} psql -h 127.0.0.1 -U postgres -qc 'DROP DATABASE IF EXISTS "{}" WITH (FORCE)'

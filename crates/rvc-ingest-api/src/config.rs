@@ -1,0 +1,57 @@
+//! Configuration: flags, environment and `.env`, with the defaults compiled in.
+use rvc_runtime::{DatabaseArgs, TelemetryArgs};
+
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "rvc-ingest-api",
+    about = "Retail Vision Catalog HTTP API: POST products with photos, read their pipeline status",
+    after_help = "Example:\n  DATABASE_URL=postgres://postgres@127.0.0.1:5432/rvc rvc-ingest-api --http-addr 127.0.0.1:8080"
+)]
+pub struct Config {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "HTTP_ADDR", default_value = "127.0.0.1:8080")]
+    pub http_addr: String,
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
+    /// Apply pending migrations at start.
+    #[arg(long, env = "AUTO_MIGRATE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub auto_migrate: bool,
+    #[command(flatten)]
+    pub limits: Limits,
+    /// HTTP worker threads (0: one per core).
+    #[arg(long, env = "HTTP_WORKERS", default_value_t = 0)]
+    pub http_workers: usize,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Limits {
+    /// Currency used when a request names none (ISO 4217).
+    #[arg(long, env = "DEFAULT_CURRENCY", default_value = "EUR")]
+    pub default_currency: String,
+    /// Most photos per product.
+    #[arg(long, env = "MAX_IMAGES", default_value_t = 10)]
+    pub max_images: usize,
+    /// Largest photo in bytes.
+    #[arg(long, env = "MAX_IMAGE_BYTES", default_value_t = 10 * 1024 * 1024)]
+    pub max_image_bytes: usize,
+    /// Largest sum of photo bytes in one request.
+    #[arg(long, env = "MAX_TOTAL_IMAGE_BYTES", default_value_t = 50 * 1024 * 1024)]
+    pub max_total_bytes: usize,
+    /// Largest photo width and height in pixels.
+    #[arg(long, env = "MAX_IMAGE_DIMENSION", default_value_t = 8192)]
+    pub max_image_dimension: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            default_currency: "EUR".into(),
+            max_images: 10,
+            max_image_bytes: 10 * 1024 * 1024,
+            max_total_bytes: 50 * 1024 * 1024,
+            max_image_dimension: 8192,
+        }
+    }
+}

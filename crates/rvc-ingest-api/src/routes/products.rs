@@ -1,0 +1,219 @@
+//! `/api/v1/products`.
+use crate::form;
+use crate::idempotency::{self, Stored};
+use crate::problem::Problem;
+use crate::startup::AppState;
+use actix_multipart::Multipart;
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use rvc_store::products::{self, IngestOutcome, ProductRef, ProductView};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// What a POST answers: where the product stands now.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ProductAck {
+    pub product_id: Uuid,
+    pub sku: String,
+    pub version: i32,
+    pub status: String,
+    /// The `upload_images` outbox row created by this request; null when nothing changed.
+    pub event_id: Option<Uuid>,
+}
+
+/// The multipart form of `POST /api/v1/products` (documentation only).
+#[allow(dead_code)]
+#[derive(utoipa::ToSchema)]
+pub struct ProductForm {
+    /// 1-64 of `[A-Za-z0-9._-]`; the product's identity: re-POSTing a SKU updates it.
+    sku: String,
+    /// 1-128 characters.
+    name: String,
+    /// 1-128 characters; created on first use.
+    category_name: String,
+    /// Decimal string, > 0, at most 2 fraction digits, e.g. `129.90`.
+    price: String,
+    /// ISO 4217 code; defaults to DEFAULT_CURRENCY.
+    currency: Option<String>,
+    /// 1-10 JPEG, PNG or WebP files, each at most 10 MiB and 8192x8192.
+    #[schema(value_type = Vec<String>, format = Binary)]
+    images: Vec<Vec<u8>>,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct SkuQuery {
+    /// The SKU to look up.
+    pub sku: Option<String>,
+}
+
+/// Accept a product and its photos.
+#[utoipa::path(
+    post,
+    path = "/api/v1/products",
+    request_body(content = ProductForm, content_type = "multipart/form-data"),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: same key + same content returns the stored response")),
+    responses(
+        (status = 202, description = "Accepted: stored, photos staged, pipeline started", body = ProductAck),
+        (status = 200, description = "Nothing changed since the current version", body = ProductAck),
+        (status = 400, description = "Missing or invalid field", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "A photo or the request is too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JPEG/PNG/WebP, or not multipart", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Idempotency-Key reused with different content, or image dimensions too large", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn create(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, Problem> {
+    let is_multipart = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.to_ascii_lowercase().starts_with("multipart/form-data"));
+    if !is_multipart {
+        return Err(Problem::unsupported(
+            "send the product as multipart/form-data (fields sku, name, category_name, price, currency, images)",
+        ));
+    }
+    let key = idempotency::key_from(req.headers())?;
+    let product = form::read_product(Multipart::new(req.headers(), payload), &state.limits).await?;
+    let request_hash = product.content_hash();
+
+    let mut client = state.pool.get().await?;
+    let tx = tokio_postgres::Client::transaction(&mut client).await?;
+    if let Some(key) = &key {
+        if let Some(stored) = idempotency::lock_and_find(&tx, key).await? {
+            if stored.request_hash != request_hash {
+                return Err(Problem::unprocessable(
+                    "idempotency-key-reused",
+                    "this Idempotency-Key was used for a different request; use a new key for new content",
+                ));
+            }
+            metrics::counter!("rvc_ingest_requests_total", "outcome" => "replayed").increment(1);
+            return Ok(replay(&stored));
+        }
+    }
+    let outcome = products::ingest(&tx, &product, None).await?;
+    let (status, ack) = match outcome {
+        IngestOutcome::Accepted {
+            product_id,
+            version,
+            event_id,
+            created,
+        } => {
+            tracing::info!(%product_id, sku = %product.sku, version, created, images = product.images.len(), "product accepted");
+            (
+                StatusCode::ACCEPTED,
+                ProductAck {
+                    product_id,
+                    sku: product.sku.to_string(),
+                    version,
+                    status: rvc_domain::ProductStatus::Registered.to_string(),
+                    event_id: Some(event_id),
+                },
+            )
+        }
+        IngestOutcome::Unchanged {
+            product_id,
+            version,
+            status,
+        } => (
+            StatusCode::OK,
+            ProductAck {
+                product_id,
+                sku: product.sku.to_string(),
+                version,
+                status: status.to_string(),
+                event_id: None,
+            },
+        ),
+    };
+    let body = serde_json::to_vec(&ack).map_err(|e| {
+        tracing::error!(error = %e, "serialising the answer");
+        Problem::internal()
+    })?;
+    let stored = Stored {
+        request_hash,
+        status: status.as_u16(),
+        location: Some(format!("/api/v1/products/{}", ack.product_id)),
+        body,
+    };
+    if let Some(key) = &key {
+        idempotency::store(&tx, key, &stored).await?;
+    }
+    tx.commit().await?;
+    let outcome = if status == StatusCode::ACCEPTED {
+        "accepted"
+    } else {
+        "unchanged"
+    };
+    metrics::counter!("rvc_ingest_requests_total", "outcome" => outcome).increment(1);
+    Ok(respond(&stored, false))
+}
+
+fn respond(s: &Stored, replayed: bool) -> HttpResponse {
+    let mut r = HttpResponse::build(StatusCode::from_u16(s.status).unwrap_or(StatusCode::OK));
+    r.content_type("application/json");
+    if let Some(loc) = &s.location {
+        r.insert_header((header::LOCATION, loc.as_str()));
+    }
+    if replayed {
+        r.insert_header(("Idempotent-Replayed", "true"));
+    }
+    r.body(s.body.clone())
+}
+
+fn replay(s: &Stored) -> HttpResponse {
+    respond(s, true)
+}
+
+/// A product with its photos and pipeline timeline.
+#[utoipa::path(
+    get,
+    path = "/api/v1/products/{id}",
+    params(("id" = Uuid, Path, description = "Product id")),
+    responses(
+        (status = 200, body = ProductView),
+        (status = 400, description = "Not a UUID", body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_by_id(
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, Problem> {
+    let id = Uuid::parse_str(&path.into_inner())
+        .map_err(|_| Problem::bad_request("the product id must be a UUID"))?;
+    let client = state.pool.get().await?;
+    match products::find(&**client, &ProductRef::Id(id)).await? {
+        Some(p) => Ok(HttpResponse::Ok().json(p)),
+        None => Err(Problem::not_found(format!("no product with id {id}"))),
+    }
+}
+
+/// Look a product up by SKU.
+#[utoipa::path(
+    get,
+    path = "/api/v1/products",
+    params(SkuQuery),
+    responses(
+        (status = 200, body = ProductView),
+        (status = 400, description = "sku missing", body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_by_sku(
+    query: web::Query<SkuQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, Problem> {
+    let sku = query
+        .into_inner()
+        .sku
+        .ok_or_else(|| Problem::missing_field("sku").with_field("sku"))?;
+    let client = state.pool.get().await?;
+    match products::find(&**client, &ProductRef::Sku(sku.clone())).await? {
+        Some(p) => Ok(HttpResponse::Ok().json(p)),
+        None => Err(Problem::not_found(format!("no product with sku {sku:?}"))),
+    }
+}

@@ -1,0 +1,140 @@
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+use rvc_ingest_api::{Application, Config, Limits};
+use rvc_test_support::TestDb;
+
+pub struct TestApp {
+    pub base: String,
+    pub db: TestDb,
+    pub http: reqwest::Client,
+    server: actix_web::dev::ServerHandle,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(Limits::default()).await
+    }
+
+    pub async fn spawn_with(limits: Limits) -> Self {
+        let db = TestDb::new().await;
+        let mut config = <Config as clap::Parser>::parse_from(["rvc-ingest-api"]);
+        config.http_addr = "127.0.0.1:0".into();
+        config.db.database_url = db.url.clone().into();
+        config.auto_migrate = false;
+        config.http_workers = 2;
+        config.limits = limits;
+        let app = Application::build(config).await.unwrap();
+        let base = format!("http://{}", app.addr());
+        let server = app.into_server();
+        let handle = server.handle();
+        tokio::spawn(server);
+        Self {
+            base,
+            db,
+            http: reqwest::Client::new(),
+            server: handle,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn post(&self, form: reqwest::multipart::Form) -> reqwest::Response {
+        self.http
+            .post(self.url("/api/v1/products"))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Rows in every table a POST writes to.
+    pub async fn written(&self) -> (i64, i64, i64, i64, i64) {
+        (
+            self.db.count("SELECT count(*) FROM categories").await,
+            self.db.count("SELECT count(*) FROM products").await,
+            self.db.count("SELECT count(*) FROM product_images").await,
+            self.db.count("SELECT count(*) FROM outbox").await,
+            self.db.count("SELECT count(*) FROM idempotency_keys").await,
+        )
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let _ = self.server.stop(false);
+    }
+}
+
+/// A real PNG of `w`×`h` with a gradient keyed by `seed`.
+pub fn png(w: u32, h: u32, seed: u8) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(w, h, |x, y| {
+        image::Rgb([
+            (x as u8).wrapping_add(seed),
+            (y as u8).wrapping_mul(3),
+            seed,
+        ])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}
+
+/// A real JPEG of `w`×`h`.
+pub fn jpeg(w: u32, h: u32, seed: u8) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(w, h, |x, y| {
+        image::Rgb([(x as u8) ^ seed, (y as u8).wrapping_add(seed), 128])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Jpeg).unwrap();
+    out.into_inner()
+}
+
+pub fn file(bytes: Vec<u8>, name: &str) -> reqwest::multipart::Part {
+    reqwest::multipart::Part::bytes(bytes).file_name(name.to_owned())
+}
+
+/// A valid form; tweak fields with `without` / `with`.
+pub struct FormSpec {
+    pub fields: Vec<(&'static str, String)>,
+    pub images: Vec<Vec<u8>>,
+}
+
+impl FormSpec {
+    pub fn valid(sku: &str) -> Self {
+        Self {
+            fields: vec![
+                ("sku", sku.to_owned()),
+                ("name", "Oat milk 1 L".to_owned()),
+                ("category_name", "Dairy alternatives".to_owned()),
+                ("price", "2.49".to_owned()),
+            ],
+            images: vec![png(40, 30, 1), jpeg(50, 40, 2)],
+        }
+    }
+
+    pub fn with(mut self, k: &'static str, v: &str) -> Self {
+        self.fields.retain(|(f, _)| *f != k);
+        self.fields.push((k, v.to_owned()));
+        self
+    }
+
+    pub fn without(mut self, k: &str) -> Self {
+        self.fields.retain(|(f, _)| *f != k);
+        if k == "images" {
+            self.images.clear();
+        }
+        self
+    }
+
+    pub fn form(&self) -> reqwest::multipart::Form {
+        let mut f = reqwest::multipart::Form::new();
+        for (k, v) in &self.fields {
+            f = f.text(*k, v.clone());
+        }
+        for (i, img) in self.images.iter().enumerate() {
+            f = f.part("images", file(img.clone(), &format!("p{i}.bin")));
+        }
+        f
+    }
+}

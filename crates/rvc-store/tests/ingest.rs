@@ -1,0 +1,124 @@
+//! The ingest transaction against a real Postgres: all or nothing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use rvc_domain::{CategoryName, Currency, ImageFormat, Price, ProductName, Sku, SniffedImage};
+use rvc_store::products::{ingest, FailPoint, IngestOutcome, NewProduct, StagedImage};
+use rvc_store::StoreError;
+use rvc_test_support::TestDb;
+
+fn product(sku: &str, price: &str) -> NewProduct {
+    let bytes = b"\x89PNG fake bytes, the store does not decode".to_vec();
+    NewProduct {
+        sku: Sku::parse(sku).unwrap(),
+        name: ProductName::parse("Tea").unwrap(),
+        category: CategoryName::parse("Drinks").unwrap(),
+        price: Price::parse(price).unwrap(),
+        currency: Currency::parse("EUR").unwrap(),
+        images: vec![StagedImage {
+            meta: SniffedImage {
+                format: ImageFormat::Png,
+                width: 10,
+                height: 10,
+                sha256: rvc_domain::sha256_hex(&bytes),
+            },
+            bytes,
+        }],
+        traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
+    }
+}
+
+async fn counts(db: &TestDb) -> (i64, i64, i64) {
+    (
+        db.count("SELECT count(*) FROM products").await,
+        db.count("SELECT count(*) FROM product_images").await,
+        db.count("SELECT count(*) FROM outbox").await,
+    )
+}
+
+#[tokio::test]
+async fn a_fault_after_the_product_insert_leaves_no_row_at_all() {
+    let db = TestDb::new().await;
+    for point in [FailPoint::AfterProductWrite, FailPoint::AfterImages] {
+        let mut c = db.client().await;
+        let tx = c.transaction().await.unwrap();
+        let err = ingest(&tx, &product("T-1", "1.00"), Some(point))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::InjectedFault(p) if p == point));
+        drop(tx); // the caller never commits on error
+        assert_eq!(counts(&db).await, (0, 0, 0), "{point:?}");
+        assert_eq!(db.count("SELECT count(*) FROM categories").await, 0);
+    }
+    // The same fault on an update leaves version 1 untouched.
+    let mut c = db.client().await;
+    let tx = c.transaction().await.unwrap();
+    ingest(&tx, &product("T-1", "1.00"), None).await.unwrap();
+    tx.commit().await.unwrap();
+    let tx = c.transaction().await.unwrap();
+    ingest(&tx, &product("T-1", "2.00"), Some(FailPoint::AfterImages))
+        .await
+        .unwrap_err();
+    drop(tx);
+    assert_eq!(counts(&db).await, (1, 1, 1));
+    assert_eq!(
+        db.count("SELECT count(*) FROM products WHERE version = 1 AND price_minor = 100")
+            .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn the_outbox_row_carries_version_and_traceparent() {
+    let db = TestDb::new().await;
+    let mut c = db.client().await;
+    let tx = c.transaction().await.unwrap();
+    let out = ingest(&tx, &product("T-2", "1.00"), None).await.unwrap();
+    tx.commit().await.unwrap();
+    let IngestOutcome::Accepted {
+        event_id,
+        version,
+        created,
+        ..
+    } = out
+    else {
+        panic!("expected Accepted, got {out:?}")
+    };
+    assert!(created);
+    let r = c
+        .query_one(
+            "SELECT product_version, traceparent, kind FROM outbox WHERE event_id = $1",
+            &[&event_id],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.get::<_, i32>(0), version);
+    assert!(r.get::<_, String>(1).starts_with("00-0af7651916cd43dd"));
+    assert_eq!(r.get::<_, String>(2), "upload_images");
+}
+
+#[tokio::test]
+async fn concurrent_first_posts_of_one_sku_make_one_product() {
+    let db = TestDb::new().await;
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let url = db.url.clone();
+        tasks.push(tokio::spawn(async move {
+            let (mut c, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            let tx = c.transaction().await.unwrap();
+            let out = ingest(&tx, &product("RACE", "3.00"), None).await.unwrap();
+            tx.commit().await.unwrap();
+            out
+        }));
+    }
+    let mut accepted = 0;
+    for t in tasks {
+        if matches!(t.await.unwrap(), IngestOutcome::Accepted { .. }) {
+            accepted += 1;
+        }
+    }
+    assert_eq!(accepted, 1, "the others saw an unchanged product");
+    assert_eq!(counts(&db).await, (1, 1, 1));
+}
