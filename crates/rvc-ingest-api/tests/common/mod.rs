@@ -62,7 +62,7 @@ impl TestApp {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
-        let _ = self.server.stop(false);
+        drop(self.server.stop(false));
     }
 }
 

@@ -1,0 +1,164 @@
+//! Ingest requests/s and p50/p99 latency with two ~200 KB JPEGs per request, beside the
+//! same requests answered by a handler that parses the same form but writes nothing
+//! (the cost of the Postgres transaction is the difference). Same process, same run.
+//!
+//! `cargo bench -p rvc-ingest-api --bench ingest [-- REQUESTS CONCURRENCY]`
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use rvc_ingest_api::{Application, Config, Limits};
+use rvc_test_support::TestDb;
+use std::time::{Duration, Instant};
+
+fn noisy_jpeg(w: u32, h: u32, seed: u32) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(2_654_435_761).max(1);
+    let img = image::RgbImage::from_fn(w, h, |_, _| {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        image::Rgb([x as u8, (x >> 8) as u8, (x >> 16) as u8])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 80)
+        .encode_image(&img)
+        .unwrap();
+    out.into_inner()
+}
+
+/// Parses the form exactly like the real handler, then answers without touching Postgres.
+async fn null_handler(req: HttpRequest, payload: web::Payload) -> HttpResponse {
+    let limits = Limits::default();
+    match rvc_ingest_api::form::read_product(
+        actix_multipart::Multipart::new(req.headers(), payload),
+        &limits,
+    )
+    .await
+    {
+        Ok(p) => HttpResponse::Accepted().json(serde_json::json!({"sku": p.sku.as_str()})),
+        Err(e) => HttpResponse::BadRequest().body(e.to_string()),
+    }
+}
+
+struct Result {
+    rps: f64,
+    p50: Duration,
+    p99: Duration,
+}
+
+async fn load(
+    url: &str,
+    images: &[Vec<u8>],
+    requests: usize,
+    concurrency: usize,
+    tag: &str,
+) -> Result {
+    let http = reqwest::Client::new();
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (http, next, url, images, tag) = (
+            http.clone(),
+            next.clone(),
+            url.to_owned(),
+            images.to_vec(),
+            tag.to_owned(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= requests {
+                    break lat;
+                }
+                let mut form = reqwest::multipart::Form::new()
+                    .text("sku", format!("{tag}-{i}"))
+                    .text("name", "Bench product")
+                    .text("category_name", "Bench")
+                    .text("price", "9.99");
+                for (k, img) in images.iter().enumerate() {
+                    form = form.part(
+                        "images",
+                        reqwest::multipart::Part::bytes(img.clone()).file_name(format!("{k}.jpg")),
+                    );
+                }
+                let t = Instant::now();
+                let resp = http.post(&url).multipart(form).send().await.unwrap();
+                assert_eq!(resp.status().as_u16(), 202);
+                let _ = resp.bytes().await.unwrap();
+                lat.push(t.elapsed());
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let elapsed = start.elapsed();
+    all.sort();
+    let pick = |q: f64| all[((all.len() as f64 * q) as usize).min(all.len() - 1)];
+    Result {
+        rps: requests as f64 / elapsed.as_secs_f64(),
+        p50: pick(0.50),
+        p99: pick(0.99),
+    }
+}
+
+#[actix_web::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().filter(|a| !a.starts_with("--")).collect();
+    let requests: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(400);
+    let concurrency: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(8);
+    let images = vec![noisy_jpeg(290, 290, 1), noisy_jpeg(290, 290, 2)];
+    let sizes: Vec<usize> = images.iter().map(Vec::len).collect();
+
+    let db = TestDb::new().await;
+    let mut config = <Config as clap::Parser>::parse_from(["rvc-ingest-api"]);
+    config.http_addr = "127.0.0.1:0".into();
+    config.db.database_url = db.url.clone().into();
+    config.auto_migrate = false;
+    config.telemetry.rust_log = "warn".into();
+    let app = Application::build(config).await.unwrap();
+    let real_url = format!("http://{}/api/v1/products", app.addr());
+    let real = app.into_server();
+    let real_handle = real.handle();
+    actix_web::rt::spawn(real);
+
+    let null = HttpServer::new(|| App::new().route("/null", web::post().to(null_handler)))
+        .bind("127.0.0.1:0")
+        .unwrap();
+    let null_url = format!("http://{}/null", null.addrs()[0]);
+    let null = null.run();
+    let null_handle = null.handle();
+    actix_web::rt::spawn(null);
+
+    // warm up both
+    load(&null_url, &images, 20, 2, "warm-null").await;
+    load(&real_url, &images, 20, 2, "warm-real").await;
+    let base = load(&null_url, &images, requests, concurrency, "null").await;
+    let real = load(&real_url, &images, requests, concurrency, "real").await;
+
+    println!(
+        "{requests} requests, {concurrency} concurrent, 2 JPEGs per request ({} and {} bytes)\n",
+        sizes[0], sizes[1]
+    );
+    println!("| handler | requests/s | p50 | p99 |");
+    println!("| --- | ---: | ---: | ---: |");
+    for (name, r) in [
+        ("parse only, writes nothing (baseline)", &base),
+        ("rvc-ingest-api POST (one Postgres transaction)", &real),
+    ] {
+        println!(
+            "| {name} | {:.0} | {:.1} ms | {:.1} ms |",
+            r.rps,
+            r.p50.as_secs_f64() * 1000.0,
+            r.p99.as_secs_f64() * 1000.0
+        );
+    }
+    println!(
+        "\nratio (real / baseline requests/s): {:.2}",
+        real.rps / base.rps
+    );
+    real_handle.stop(true).await;
+    null_handle.stop(true).await;
+}
