@@ -12,6 +12,8 @@ help: ## list the targets
 
 setup: ## install missing tools and services (apt, cargo install, python venv, model)
 	@scripts/setup-system.sh
+	@scripts/setup-s3.sh
+	@scripts/setup-model.sh
 
 build: setup ## build every binary
 	@$(CARGO) build --workspace --bins --quiet

@@ -66,9 +66,9 @@ impl CtlError {
             | CtlError::Outbox(_)
             | CtlError::Db { .. }
             | CtlError::Pool(_) => Some(DB),
-            CtlError::Store(rvc_store::StoreError::Config(_)) => Some(
-                "DATABASE_URL must look like postgres://USER[:PASSWORD]@HOST:PORT/DB",
-            ),
+            CtlError::Store(rvc_store::StoreError::Config(_)) => {
+                Some("DATABASE_URL must look like postgres://USER[:PASSWORD]@HOST:PORT/DB")
+            }
             CtlError::Io { .. } => Some("re-run the command; nothing was changed"),
             CtlError::Check(_) => Some(
                 "the external system did not answer; check it is up, or re-run without that check",

@@ -393,7 +393,15 @@ pub(crate) fn timeline_table(steps: &[TimelineStep], mark: Option<Uuid>) -> Stri
         return "(no outbox rows: pruned, or never enqueued)\n".to_owned();
     }
     let mut t = Table::new(&[
-        "", "VER", "KIND", "STATE", "ATTEMPTS", "CREATED", "DONE", "EVENT_ID", "LAST_ERROR",
+        "",
+        "VER",
+        "KIND",
+        "STATE",
+        "ATTEMPTS",
+        "CREATED",
+        "DONE",
+        "EVENT_ID",
+        "LAST_ERROR",
     ])
     .right(&[1, 4]);
     for s in steps {

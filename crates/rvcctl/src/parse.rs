@@ -72,9 +72,8 @@ pub fn event_id(s: &str) -> Result<uuid::Uuid, String> {
 }
 
 pub fn product_id(s: &str) -> Result<uuid::Uuid, String> {
-    uuid::Uuid::parse_str(s).map_err(|_| {
-        format!("{s:?} is not a product id (a UUID); to select by SKU use --sku {s}")
-    })
+    uuid::Uuid::parse_str(s)
+        .map_err(|_| format!("{s:?} is not a product id (a UUID); to select by SKU use --sku {s}"))
 }
 
 #[cfg(test)]
@@ -112,6 +111,8 @@ mod tests {
         assert_eq!(kind("vectorize").unwrap(), OutboxKind::Vectorize);
         assert!(kind("nope").unwrap_err().contains("upload_images"));
         assert_eq!(state("dead").unwrap(), OutboxState::Dead);
-        assert!(state("nope").unwrap_err().contains("pending, leased, done, dead"));
+        assert!(state("nope")
+            .unwrap_err()
+            .contains("pending, leased, done, dead"));
     }
 }
