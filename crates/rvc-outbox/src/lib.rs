@@ -17,6 +17,7 @@
 mod error;
 mod listener;
 mod queue;
+pub mod runner;
 mod stats;
 pub mod testing;
 mod worker;

@@ -17,7 +17,7 @@ fn worker(db: &TestDb, owner: &str, sleep_ms: u64, lease_secs: f64) -> ChildGuar
             .env("NOOP_KIND", "publish")
             .env("NOOP_SLEEP_MS", sleep_ms.to_string())
             .env("NOOP_LOG", "true")
-            .env("NOOP_OWNER", owner)
+            .env("WORKER_ID", owner)
             .env("OUTBOX_LEASE_SECS", lease_secs.to_string())
             .env("OUTBOX_BATCH_SIZE", "20")
             .env("OUTBOX_CONCURRENCY", "20")

@@ -2,7 +2,8 @@
 //! leases) and outbox benchmarks. Not part of the deployed system.
 use clap::Parser;
 use rvc_domain::OutboxKind;
-use rvc_outbox::{testing::NoopStep, Outbox, Worker, WorkerArgs};
+use rvc_outbox::runner::{self, WorkerProcessArgs};
+use rvc_outbox::testing::NoopStep;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,9 +11,9 @@ use std::time::Duration;
 #[command(about = "Claims and completes outbox rows with a no-op step (tests, benchmarks)")]
 struct Args {
     #[command(flatten)]
-    db: rvc_runtime::DatabaseArgs,
+    process: WorkerProcessArgs,
     #[command(flatten)]
-    worker: WorkerArgs,
+    telemetry: rvc_runtime::TelemetryArgs,
     /// Outbox kind to claim.
     #[arg(long, env = "NOOP_KIND", default_value = "publish")]
     kind: OutboxKind,
@@ -22,44 +23,33 @@ struct Args {
     /// Insert each completed event id into outbox_step_log.
     #[arg(long, env = "NOOP_LOG")]
     log: bool,
-    /// Lease owner name.
-    #[arg(long, env = "NOOP_OWNER", default_value = "noop-worker")]
-    owner: String,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .init();
-    let pool = deadpool_postgres::Pool::builder(deadpool_postgres::Manager::new(
-        args.db.url().parse()?,
-        tokio_postgres::NoTls,
-    ))
-    .max_size(args.db.database_pool_size)
-    .build()?;
-    let shutdown = rvc_runtime::shutdown::on_signal();
+    let _telemetry = rvc_runtime::telemetry::init("rvc-outbox-noop-worker", &args.telemetry)?;
+    let pool = runner::pool(&args.process)?;
     let step = Arc::new(NoopStep {
         kind: args.kind,
         sleep: Duration::from_millis(args.sleep_ms),
         log: args.log,
-        owner: args.owner.clone(),
+        owner: args
+            .process
+            .worker_id
+            .clone()
+            .unwrap_or_else(|| "noop".into()),
     });
-    let outbox = Outbox::new(pool, args.owner.clone());
-    let worker = Worker::new(outbox, step, args.worker.config());
-    rvc_outbox::spawn_listener(
-        args.db.url().parse()?,
-        args.kind,
-        worker.wake_handle(),
-        shutdown.clone(),
-    );
-    let mut tasks = Vec::new();
-    for _ in 0..args.worker.claimers.max(1) {
-        tasks.push(tokio::spawn(worker.clone().run(shutdown.clone())));
-    }
-    for t in tasks {
-        t.await?;
-    }
+    let shutdown = rvc_runtime::shutdown::on_signal();
+    runner::run(
+        "rvc-outbox-noop-worker",
+        "127.0.0.1:0",
+        &args.process,
+        pool,
+        step,
+        None,
+        shutdown,
+    )
+    .await?;
     Ok(())
 }

@@ -1,0 +1,126 @@
+//! Everything a worker binary does around its step: the pool, the LISTEN connection, the
+//! claimer loops, the outbox gauges, `/healthz` `/readyz` `/metrics` on `METRICS_ADDR`, and a
+//! graceful stop on SIGTERM/SIGINT. A worker's `main` builds its step and calls [`run`].
+use crate::{spawn_listener, spawn_stats_refresher, Outbox, Step, Worker, WorkerArgs};
+use rvc_runtime::health::ReadyCheck;
+use rvc_runtime::DatabaseArgs;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Flags and variables every worker shares (flatten into the binary's own args).
+#[derive(Debug, Clone, clap::Args)]
+pub struct WorkerProcessArgs {
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+    #[command(flatten)]
+    pub worker: WorkerArgs,
+    /// Address of /healthz, /readyz and /metrics (port 0 picks a free one).
+    #[arg(long, env = "METRICS_ADDR")]
+    pub metrics_addr: Option<String>,
+    /// Name of this process in lease_owner (default: binary name, host and pid).
+    #[arg(long, env = "WORKER_ID")]
+    pub worker_id: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("invalid DATABASE_URL: {0}")]
+    Config(String),
+    #[error("database pool: {0}")]
+    Pool(String),
+    #[error(transparent)]
+    Runtime(#[from] rvc_runtime::RuntimeError),
+    #[error("a worker task failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+/// A pool for `args.db`.
+pub fn pool(args: &WorkerProcessArgs) -> Result<deadpool_postgres::Pool, RunError> {
+    let cfg: tokio_postgres::Config = args
+        .db
+        .url()
+        .parse()
+        .map_err(|e: tokio_postgres::Error| RunError::Config(e.to_string()))?;
+    deadpool_postgres::Pool::builder(deadpool_postgres::Manager::new(cfg, tokio_postgres::NoTls))
+        .max_size(args.db.database_pool_size.max(2))
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .build()
+        .map_err(|e| RunError::Pool(e.to_string()))
+}
+
+/// Runs `step` until `shutdown` (pass `rvc_runtime::shutdown::on_signal()`).
+/// `ready` adds the step's own readiness (its S3 bucket, ML service ...) to the database check.
+pub async fn run<S: Step>(
+    name: &str,
+    default_metrics_addr: &str,
+    args: &WorkerProcessArgs,
+    pool: deadpool_postgres::Pool,
+    step: Arc<S>,
+    ready: Option<ReadyCheck>,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
+    let kind = step.kind();
+    let owner = args.worker_id.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_else(|_| "localhost".to_owned());
+        format!("{name}@{host}:{}", std::process::id())
+    });
+    let pg: tokio_postgres::Config = args
+        .db
+        .url()
+        .parse()
+        .map_err(|e: tokio_postgres::Error| RunError::Config(e.to_string()))?;
+
+    let db_ready = {
+        let pool = pool.clone();
+        move || {
+            let pool = pool.clone();
+            async move {
+                let c = pool.get().await.map_err(|e| format!("database: {e}"))?;
+                c.execute("SELECT 1 FROM outbox LIMIT 1", &[])
+                    .await
+                    .map_err(|e| format!("database: {e}"))?;
+                Ok::<(), String>(())
+            }
+        }
+    };
+    let check: ReadyCheck = Arc::new(move || {
+        let db = db_ready();
+        let extra = ready.as_ref().map(|r| r());
+        Box::pin(async move {
+            db.await?;
+            if let Some(extra) = extra {
+                extra.await?;
+            }
+            Ok(())
+        })
+    });
+    let metrics_addr = args
+        .metrics_addr
+        .clone()
+        .unwrap_or_else(|| default_metrics_addr.to_owned());
+    let (bound, server) = rvc_runtime::health::serve(&metrics_addr, check)?;
+    let server_handle = server.handle();
+    tokio::spawn(server);
+    tracing::info!(%bound, kind = kind.as_str(), %owner, "health and metrics endpoint up");
+
+    let outbox = Outbox::new(pool.clone(), owner);
+    let worker = Worker::new(outbox, step, args.worker.config());
+    let listener = spawn_listener(pg, kind, worker.wake_handle(), shutdown.clone());
+    let stats = spawn_stats_refresher(pool, Duration::from_secs(15), shutdown.clone());
+    let mut claimers = Vec::new();
+    for _ in 0..args.worker.claimers.max(1) {
+        claimers.push(tokio::spawn(worker.clone().run(shutdown.clone())));
+    }
+    for c in claimers {
+        c.await?;
+    }
+    shutdown.cancel();
+    let _ = listener.await;
+    let _ = stats.await;
+    server_handle.stop(true).await;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
