@@ -14,6 +14,7 @@ setup: ## install missing tools and services (apt, cargo install, python venv, m
 	@scripts/setup-system.sh
 	@scripts/setup-s3.sh
 	@scripts/setup-model.sh
+	@scripts/setup-kafka.sh
 
 build: setup ## build every binary
 	@$(CARGO) build --workspace --bins --quiet
