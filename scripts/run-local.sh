@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Starts the whole system on loopback with the embedded defaults, logs under var/log/.
-# Ctrl-C (or SIGTERM) stops every process gracefully.
+# Starts the whole system on loopback: the Kafka-protocol broker (tansu), the S3-protocol server
+# (s3s-fs), the vector index (rvc-vector-index over qdrant-edge), the ML service, the API and the
+# three workers. Data lives under var/, logs under var/log/. Ctrl-C (or SIGTERM) stops every
+# process gracefully. Variables in .env (see .env.example) override the defaults below.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
@@ -9,9 +11,54 @@ cd "$repo"
 export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/rvc}"
 export HTTP_ADDR="${HTTP_ADDR:-127.0.0.1:8080}"
 export RUST_LOG="${RUST_LOG:-info}"
+export KAFKA_BROKERS="${KAFKA_BROKERS:-127.0.0.1:9092}"
+export KAFKA_TOPIC="${KAFKA_TOPIC:-catalog.product-events}"
+export S3_ENDPOINT="${S3_ENDPOINT-http://127.0.0.1:9000}"
+export S3_BUCKET="${S3_BUCKET:-rvc-images}"
+export S3_REGION="${S3_REGION:-us-east-1}"
+export S3_ACCESS_KEY_ID="${S3_ACCESS_KEY_ID:-rvc-local}"
+export S3_SECRET_ACCESS_KEY="${S3_SECRET_ACCESS_KEY:-rvc-local-secret}"
+export ML_ADDR="${ML_ADDR:-127.0.0.1:50051}"
+export ML_SERVICE_URL="${ML_SERVICE_URL:-http://$ML_ADDR}"
+export ML_MODEL_PATH="${ML_MODEL_PATH:-$repo/var/models/efficientnet-lite0.onnx}"
+export QDRANT_URL="${QDRANT_URL:-http://127.0.0.1:6334}"
+export QDRANT_COLLECTION="${QDRANT_COLLECTION:-product_images}"
+export VECTOR_ADDR="${VECTOR_ADDR:-${QDRANT_URL#http://}}"
+export VECTOR_DATA_DIR="${VECTOR_DATA_DIR:-$repo/var/vector-index}"
 bin="$repo/target/debug"
-mkdir -p var/log
+cargo_bin="${CARGO_HOME:-$HOME/.cargo}/bin"
+mkdir -p var/log var/s3
 
+pids=()
+names=()
+stop() {
+  trap - INT TERM
+  echo; echo "stopping..."
+  # workers and API first, then the services they use
+  for ((i=${#pids[@]}-1; i>=0; i--)); do kill -TERM "${pids[$i]}" 2>/dev/null || true; done
+  wait || true
+  echo "stopped"
+  exit 0
+}
+trap stop INT TERM
+
+start() { # name, then the command
+  local name="$1"; shift
+  "$@" >"var/log/$name.log" 2>&1 &
+  pids+=($!); names+=("$name")
+  echo "started $name (pid $!, log var/log/$name.log)"
+}
+
+wait_port() { # host:port name
+  for _ in $(seq 1 100); do
+    if (echo >"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  echo "$2 did not start listening on $1; see var/log/$2.log" >&2
+  stop
+}
+
+# --- the database ---
 db_name="${DATABASE_URL##*/}"; db_name="${db_name%%\?*}"
 admin_url="${DATABASE_URL%/*}/postgres"
 if ! psql "$admin_url" -Atqc "SELECT 1 FROM pg_database WHERE datname = '$db_name'" | grep -q 1; then
@@ -19,27 +66,41 @@ if ! psql "$admin_url" -Atqc "SELECT 1 FROM pg_database WHERE datname = '$db_nam
 fi
 "$bin/rvcctl" migrate
 
-pids=()
-start() { # name, then the command
-  local name="$1"; shift
-  "$@" >"var/log/$name.log" 2>&1 &
-  pids+=($!)
-  echo "started $name (pid $!, log var/log/$name.log)"
-}
-stop() {
-  trap - INT TERM
-  echo; echo "stopping..."
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  wait || true
-  echo "stopped"
-}
-trap stop INT TERM
+# --- local stand-ins for Kafka, S3 and Qdrant (see docs/decisions.md) ---
+start tansu "${TANSU_BIN:-$cargo_bin/tansu}" broker \
+  --listener-url "tcp://$KAFKA_BROKERS" --advertised-listener-url "tcp://$KAFKA_BROKERS" \
+  --storage-engine memory://tansu/
+wait_port "$KAFKA_BROKERS" tansu
+if [ -n "$S3_ENDPOINT" ]; then
+  s3_hostport="${S3_ENDPOINT#http://}"
+  start s3s-fs "${S3S_FS_BIN:-$cargo_bin/s3s-fs}" --host "${s3_hostport%:*}" --port "${s3_hostport##*:}" \
+    --access-key "$S3_ACCESS_KEY_ID" --secret-key "$S3_SECRET_ACCESS_KEY" "$repo/var/s3"
+  wait_port "$s3_hostport" s3s-fs
+fi
+start rvc-vector-index "$bin/rvc-vector-index"
+wait_port "$VECTOR_ADDR" rvc-vector-index
+start rvc-ml-service "$bin/rvc-ml-service"
+wait_port "$ML_ADDR" rvc-ml-service
 
+# --- the system ---
 start rvc-ingest-api "$bin/rvc-ingest-api"
+for w in rvc-image-uploader rvc-vectorizer rvc-relay; do
+  [ -x "$bin/$w" ] && start "$w" "$bin/$w"
+done
+wait_port "$HTTP_ADDR" rvc-ingest-api
 
-echo
-echo "API:        http://$HTTP_ADDR/api/v1/products"
-echo "Swagger UI: http://$HTTP_ADDR/swagger/index.html"
-echo "Ctrl-C stops everything."
-wait -n "${pids[@]}" || true
+cat <<MSG
+
+API:        http://$HTTP_ADDR/api/v1/products
+Swagger UI: http://$HTTP_ADDR/swagger/index.html
+Events:     .venv/bin/python scripts/read-events.py --brokers $KAFKA_BROKERS --topic $KAFKA_TOPIC
+Outbox:     target/debug/rvcctl outbox stats
+Ctrl-C stops everything.
+MSG
+# If any process exits, say which and stop the rest.
+set +e
+wait -n "${pids[@]}"
+for i in "${!pids[@]}"; do
+  kill -0 "${pids[$i]}" 2>/dev/null || echo "${names[$i]} exited; see var/log/${names[$i]}.log" >&2
+done
 stop
