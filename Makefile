@@ -27,6 +27,7 @@ lint: setup ## rustfmt check and clippy with warnings as errors
 	$(CARGO) clippy --workspace --all-targets --quiet -- -D warnings
 
 test: lint ## lint, then the whole test suite against real services
+	$(CARGO) build --workspace --bins --quiet  # the end-to-end tests run every binary
 	$(CARGO) nextest run --workspace --no-fail-fast
 
 test-fast: setup ## unit tests only (no external services)

@@ -5,6 +5,9 @@
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
+# Benchmarks build in release mode in their own target dir, so they never hold the lock
+# of the debug builds that tests use.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$repo/target/bench}"
 out="docs/benchmarks.md"
 tmp="$(mktemp)"
 

@@ -109,7 +109,7 @@ async fn main() {
     let args: Vec<String> = std::env::args().filter(|a| !a.starts_with("--")).collect();
     let requests: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(400);
     let concurrency: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(8);
-    let images = vec![noisy_jpeg(290, 290, 1), noisy_jpeg(290, 290, 2)];
+    let images = vec![noisy_jpeg(372, 372, 1), noisy_jpeg(372, 372, 2)];
     let sizes: Vec<usize> = images.iter().map(Vec::len).collect();
 
     let db = TestDb::new().await;
