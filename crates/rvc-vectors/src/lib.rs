@@ -14,10 +14,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use qdrant_client::qdrant::{
-    point_id::PointIdOptions, vectors_config, Condition, CountPointsBuilder,
+    point_id::PointIdOptions, vector_output, vectors_config, Condition, CountPointsBuilder,
     CreateCollectionBuilder, CreateFieldIndexCollectionBuilder, DeletePointsBuilder, Distance,
-    FieldType, Filter, PointId, PointStruct, QueryPointsBuilder, Range, ScrollPointsBuilder,
-    UpsertPointsBuilder, Value, VectorParamsBuilder,
+    FieldType, Filter, GetPointsBuilder, PointId, PointStruct, QueryPointsBuilder, Range,
+    ScrollPointsBuilder, UpsertPointsBuilder, Value, VectorParamsBuilder,
 };
 use qdrant_client::{Payload, Qdrant, QdrantError};
 use serde::{Deserialize, Serialize};
@@ -394,6 +394,33 @@ impl VectorIndex {
         }
         ids.sort();
         Ok(ids)
+    }
+
+    /// The dense vectors of the points `ids` that exist (one `Get` request, no payload).
+    /// Ids the index does not hold are absent from the map. Used by the relay to put the
+    /// embeddings into the published events.
+    pub async fn vectors(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, Vec<f32>>, VectorIndexError> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let pids: Vec<PointId> = ids.iter().map(|id| PointId::from(id.to_string())).collect();
+        let resp = self
+            .client
+            .get_points(
+                GetPointsBuilder::new(&self.collection, pids)
+                    .with_payload(false)
+                    .with_vectors(true),
+            )
+            .await
+            .map_err(qerr("get_points"))?;
+        let mut out = HashMap::with_capacity(resp.result.len());
+        for p in resp.result {
+            let id = uuid_of(p.id)?;
+            if let Some(vector_output::Vector::Dense(d)) = p.vectors.and_then(|v| v.get_vector()) {
+                out.insert(id, d.data);
+            }
+        }
+        Ok(out)
     }
 
     /// The `limit` nearest points to `vector` (cosine), best first, with payload.

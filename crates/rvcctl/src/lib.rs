@@ -5,6 +5,7 @@
 //! `--output json` prints the documented shapes of [`json`] (docs/rvcctl-json.md).
 
 mod error;
+pub mod external;
 pub mod json;
 mod outbox;
 pub mod output;

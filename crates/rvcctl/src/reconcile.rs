@@ -64,6 +64,20 @@ pub struct ReconcileArgs {
     /// Who (stored in outbox_audit for repairs); default $USER, else "unknown".
     #[arg(long)]
     pub actor: Option<String>,
+    /// Skip the object-store checks (missing and unreferenced objects).
+    #[arg(long)]
+    pub no_objects: bool,
+    /// Skip the vector-index check (indexed products without their points).
+    #[arg(long)]
+    pub no_vectors: bool,
+    #[command(flatten)]
+    pub objects: rvc_objects::ObjectStoreConfig,
+    /// Vector index (Qdrant gRPC) to check points against.
+    #[arg(long, env = "QDRANT_URL", default_value = "http://127.0.0.1:6334")]
+    pub qdrant_url: String,
+    /// Collection holding one point per photo.
+    #[arg(long, env = "QDRANT_COLLECTION", default_value = "product_images")]
+    pub qdrant_collection: String,
 }
 
 /// An external check could not run.
@@ -556,9 +570,30 @@ impl Reconciler {
 
 pub async fn reconcile(ctx: &Ctx, a: &ReconcileArgs) -> Result<(), CtlError> {
     let actor = crate::replay::resolve_actor(a.actor.as_deref());
-    let out = Reconciler::new(ctx.pool.clone())
-        .run(a.repair, &actor)
-        .await?;
+    let mut reconciler = Reconciler::new(ctx.pool.clone());
+    if !a.no_objects {
+        // An unreachable store makes its checks fail (reported), not the whole run.
+        match rvc_objects::from_config(&a.objects).await {
+            Ok(store) => {
+                eprintln!("checking objects in {}", store.location());
+                reconciler = reconciler.with_objects(Arc::new(crate::external::Objects(store)));
+            }
+            Err(e) => eprintln!("object store unavailable, its checks are skipped: {e}"),
+        }
+    }
+    if !a.no_vectors {
+        match rvc_vectors::VectorIndex::connect(&a.qdrant_url, &a.qdrant_collection) {
+            Ok(index) => {
+                eprintln!(
+                    "checking points in {} ({})",
+                    a.qdrant_url, a.qdrant_collection
+                );
+                reconciler = reconciler.with_vectors(Arc::new(crate::external::Vectors(index)));
+            }
+            Err(e) => eprintln!("vector index unavailable, its check is skipped: {e}"),
+        }
+    }
+    let out = reconciler.run(a.repair, &actor).await?;
     if ctx.json() {
         print_json(&out)?;
     } else {

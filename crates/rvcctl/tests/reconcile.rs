@@ -74,7 +74,10 @@ async fn reconcile_finds_planted_drift_and_repairs_it_once() {
 
     // report only: drift -> exit 1, nothing enqueued
     let rows_before = db.count("SELECT count(*) FROM outbox").await;
-    let out = rvcctl(&db.url, &["reconcile", "-o", "json"]);
+    let out = rvcctl(
+        &db.url,
+        &["reconcile", "--no-objects", "--no-vectors", "-o", "json"],
+    );
     assert_eq!(out.code, 1, "{out:?}");
     assert!(out.stderr.contains("reconcile --repair"), "{out:?}");
     let j = out.json();
@@ -120,7 +123,7 @@ async fn reconcile_finds_planted_drift_and_repairs_it_once() {
     assert_eq!(db.count("SELECT count(*) FROM outbox").await, rows_before);
 
     // table output
-    let out = rvcctl(&db.url, &["reconcile"]);
+    let out = rvcctl(&db.url, &["reconcile", "--no-objects", "--no-vectors"]);
     assert_eq!(out.code, 1, "{out:?}");
     assert!(out.stdout.contains("skipped:    object_missing"), "{out:?}");
     assert!(out.stdout.contains("product_stuck"), "{out:?}");
@@ -128,7 +131,16 @@ async fn reconcile_finds_planted_drift_and_repairs_it_once() {
     // repair: one row per product version, the earliest fixing step
     let out = rvcctl(
         &db.url,
-        &["reconcile", "--repair", "--actor", "carol", "-o", "json"],
+        &[
+            "reconcile",
+            "--no-objects",
+            "--no-vectors",
+            "--repair",
+            "--actor",
+            "carol",
+            "-o",
+            "json",
+        ],
     );
     assert_eq!(out.code, 0, "{out:?}");
     let j = out.json();
@@ -179,7 +191,17 @@ async fn reconcile_finds_planted_drift_and_repairs_it_once() {
     assert_eq!(pending, 4);
 
     // a second repair enqueues nothing new
-    let out = rvcctl(&db.url, &["reconcile", "--repair", "-o", "json"]);
+    let out = rvcctl(
+        &db.url,
+        &[
+            "reconcile",
+            "--no-objects",
+            "--no-vectors",
+            "--repair",
+            "-o",
+            "json",
+        ],
+    );
     assert_eq!(out.code, 0, "{out:?}");
     let j = out.json();
     assert!(j["enqueued"].as_array().unwrap().is_empty(), "{out:?}");
@@ -224,7 +246,7 @@ async fn no_drift_is_exit_0() {
         Some(Uuid::new_v4()),
     )
     .await;
-    let out = rvcctl(&db.url, &["reconcile"]);
+    let out = rvcctl(&db.url, &["reconcile", "--no-objects", "--no-vectors"]);
     assert_eq!(out.code, 0, "{out:?}");
     assert!(out.stdout.contains("no drift found"), "{out:?}");
 }

@@ -1,0 +1,236 @@
+//! The whole system on loopback: Postgres (a fresh database), s3s-fs, tansu, the ML service,
+//! the vector index, and the API, uploader, vectorizer and relay binaries.
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rvc_objects::{ObjectStore, ObjectStoreConfig};
+use rvc_test_support::kafka::TestKafka;
+use rvc_test_support::net::free_port;
+use rvc_test_support::s3::TestS3;
+use rvc_test_support::TestDb;
+use uuid::Uuid;
+
+use crate::{repo_root, Proc};
+
+pub const TOPIC: &str = "catalog.product-events";
+pub const COLLECTION: &str = "e2e_product_images";
+
+/// Every process of the system, killed on drop.
+pub struct Stack {
+    pub db: TestDb,
+    pub s3: TestS3,
+    pub kafka: TestKafka,
+    pub dir: tempfile::TempDir,
+    pub api_base: String,
+    pub qdrant_url: String,
+    pub ml_url: String,
+    pub http: reqwest::Client,
+    pub ml: Proc,
+    pub index: Proc,
+    pub api: Proc,
+    pub workers: Vec<Proc>,
+}
+
+fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+impl Stack {
+    /// Starts everything and waits until each server listens. `worker_env` is added to the
+    /// uploader, vectorizer and relay (batch sizes ...).
+    pub async fn start(worker_env: &[(&str, String)]) -> Self {
+        let (db, s3, kafka) = tokio::join!(TestDb::new(), TestS3::start(), TestKafka::start());
+        let dir = tempfile::tempdir().expect("temp dir");
+        let model = repo_root().join("var/models/efficientnet-lite0.onnx");
+        assert!(
+            model.is_file(),
+            "{} is missing: run scripts/setup-model.sh",
+            model.display()
+        );
+
+        let ml_port = free_port();
+        let mut ml = Proc::start(
+            "rvc-ml-service",
+            dir.path(),
+            &[
+                ("ML_ADDR", format!("127.0.0.1:{ml_port}")),
+                ("ML_MODEL_PATH", model.display().to_string()),
+                ("METRICS_ADDR", "127.0.0.1:0".into()),
+            ],
+        );
+        let index_port = free_port();
+        let mut index = Proc::start(
+            "rvc-vector-index",
+            dir.path(),
+            &[
+                ("VECTOR_ADDR", format!("127.0.0.1:{index_port}")),
+                (
+                    "VECTOR_DATA_DIR",
+                    dir.path().join("vectors").display().to_string(),
+                ),
+            ],
+        );
+        let api_port = free_port();
+        let mut api = Proc::start(
+            "rvc-ingest-api",
+            dir.path(),
+            &[
+                ("DATABASE_URL", db.url.clone()),
+                ("HTTP_ADDR", format!("127.0.0.1:{api_port}")),
+                ("AUTO_MIGRATE", "false".into()),
+                ("HTTP_WORKERS", "2".into()),
+            ],
+        );
+        ml.wait_port(addr(ml_port), Duration::from_secs(60)).await;
+        index
+            .wait_port(addr(index_port), Duration::from_secs(30))
+            .await;
+        api.wait_port(addr(api_port), Duration::from_secs(30)).await;
+
+        let ml_url = format!("http://127.0.0.1:{ml_port}");
+        let qdrant_url = format!("http://127.0.0.1:{index_port}");
+        let mut common: Vec<(&str, String)> = vec![
+            ("DATABASE_URL", db.url.clone()),
+            ("METRICS_ADDR", "127.0.0.1:0".into()),
+            ("OUTBOX_POLL_INTERVAL_MS", "200".into()),
+        ];
+        common.extend(worker_env.iter().cloned());
+        let with = |extra: Vec<(&'static str, String)>| {
+            let mut v = common.clone();
+            v.extend(extra);
+            v
+        };
+        let uploader = Proc::start(
+            "rvc-image-uploader",
+            dir.path(),
+            &with(
+                s3.env()
+                    .into_iter()
+                    .chain([("GC_ENABLED", "false".to_owned())])
+                    .collect(),
+            ),
+        );
+        let vectorizer = Proc::start(
+            "rvc-vectorizer",
+            dir.path(),
+            &with(
+                s3.env()
+                    .into_iter()
+                    .chain([
+                        ("ML_SERVICE_URL", ml_url.clone()),
+                        ("QDRANT_URL", qdrant_url.clone()),
+                        ("QDRANT_COLLECTION", COLLECTION.to_owned()),
+                    ])
+                    .collect(),
+            ),
+        );
+        let relay = Proc::start(
+            "rvc-relay",
+            dir.path(),
+            &with(vec![
+                ("KAFKA_BROKERS", kafka.bootstrap()),
+                ("KAFKA_TOPIC", TOPIC.to_owned()),
+                ("QDRANT_URL", qdrant_url.clone()),
+                ("QDRANT_COLLECTION", COLLECTION.to_owned()),
+            ]),
+        );
+        Self {
+            db,
+            s3,
+            kafka,
+            dir,
+            api_base: format!("http://127.0.0.1:{api_port}"),
+            qdrant_url,
+            ml_url,
+            http: reqwest::Client::new(),
+            ml,
+            index,
+            api,
+            workers: vec![uploader, vectorizer, relay],
+        }
+    }
+
+    /// Panics with the log of any process that exited.
+    pub fn assert_all_running(&mut self) {
+        self.ml.assert_running();
+        self.index.assert_running();
+        self.api.assert_running();
+        for w in &mut self.workers {
+            w.assert_running();
+        }
+    }
+
+    /// The logs of every process (for a failure message).
+    pub fn log_tails(&self) -> String {
+        std::iter::once(&self.ml)
+            .chain([&self.index, &self.api])
+            .chain(self.workers.iter())
+            .map(|p| format!("--- {} ---\n{}", p.name, p.log_tail(15)))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// POSTs a product with `photos` (JPEG bytes); returns its id.
+    pub async fn post_product(&self, sku: &str, price: &str, photos: &[Vec<u8>]) -> Uuid {
+        let mut form = reqwest::multipart::Form::new()
+            .text("sku", sku.to_owned())
+            .text("name", format!("Product {sku}"))
+            .text("category_name", "E2E shelf".to_owned())
+            .text("price", price.to_owned());
+        for (i, p) in photos.iter().enumerate() {
+            form = form.part(
+                "images",
+                reqwest::multipart::Part::bytes(p.clone())
+                    .file_name(format!("photo{i}.jpg"))
+                    .mime_str("image/jpeg")
+                    .expect("mime"),
+            );
+        }
+        let resp = self
+            .http
+            .post(format!("{}/api/v1/products", self.api_base))
+            .multipart(form)
+            .send()
+            .await
+            .expect("POST reaches the API");
+        let status = resp.status().as_u16();
+        let body: serde_json::Value = resp.json().await.expect("JSON body");
+        assert!(
+            status == 202 || status == 200 || status == 201,
+            "POST {sku}: {status} {body}"
+        );
+        let id = body["id"]
+            .as_str()
+            .or_else(|| body["product_id"].as_str())
+            .unwrap_or_else(|| panic!("no id in {body}"));
+        Uuid::parse_str(id).expect("product id is a uuid")
+    }
+
+    /// The S3 bucket through the production adapter.
+    pub async fn object_store(&self) -> Arc<dyn ObjectStore> {
+        let mut cfg = ObjectStoreConfig::dir(self.dir.path().join("unused"));
+        cfg.s3_endpoint = Some(self.s3.endpoint.clone());
+        cfg.s3_bucket = self.s3.bucket.clone();
+        cfg.s3_region = self.s3.region.clone();
+        cfg.s3_access_key_id = Some(self.s3.access_key.clone().into());
+        cfg.s3_secret_access_key = Some(self.s3.secret_key.clone().into());
+        rvc_objects::from_config(&cfg)
+            .await
+            .expect("object store opens")
+    }
+
+    /// Number of products per status.
+    pub async fn statuses(&self) -> Vec<(String, i64)> {
+        let c = self.db.pool.get().await.expect("db");
+        c.query(
+            "SELECT status, count(*) FROM products GROUP BY status ORDER BY status",
+            &[],
+        )
+        .await
+        .expect("status query")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+    }
+}

@@ -1,0 +1,156 @@
+//! Scheduled maintenance inside the uploader process (apalis 1.0 + apalis-cron 1.0): on each
+//! tick of `GC_SCHEDULE`, prune done outbox rows older than `OUTBOX_RETENTION_HOURS` and, when
+//! `GC_ENABLED`, collect orphaned objects. Several uploader processes may run: a Postgres
+//! advisory lock lets one of them do a tick's work, the others skip it.
+use crate::error::{DbContext, UploaderError};
+use crate::gc::collect_orphans;
+use apalis::prelude::{BoxDynError, Data, WorkerBuilder, WorkerBuilderExt};
+use apalis_cron::{CronScheduler, Tick};
+use rvc_objects::ObjectStore;
+use rvc_outbox::Outbox;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Advisory-lock key of the maintenance tick ("rvc-gc" in ASCII).
+const MAINTENANCE_LOCK: i64 = 0x7276_632d_6763;
+
+/// Maintenance settings (flattened into the uploader's args).
+#[derive(Debug, Clone, clap::Args)]
+pub struct MaintenanceArgs {
+    /// Collect orphaned objects on the maintenance schedule.
+    #[arg(long, env = "GC_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
+    pub gc_enabled: bool,
+    /// Cron schedule of maintenance (GC and outbox pruning), with seconds
+    /// ("sec min hour day month weekday"); a 5-field expression gets "0" seconds.
+    #[arg(long, env = "GC_SCHEDULE", default_value = "0 */15 * * * *")]
+    pub gc_schedule: String,
+    /// Objects no row refers to are deleted only once older than this (an upload whose row
+    /// is not committed yet is younger).
+    #[arg(long, env = "GC_GRACE_SECS", default_value_t = 3600)]
+    pub gc_grace_secs: u64,
+    /// Done outbox rows older than this are deleted.
+    #[arg(long, env = "OUTBOX_RETENTION_HOURS", default_value_t = 168)]
+    pub outbox_retention_hours: u64,
+}
+
+impl MaintenanceArgs {
+    pub fn grace(&self) -> Duration {
+        Duration::from_secs(self.gc_grace_secs)
+    }
+
+    pub fn retention(&self) -> Duration {
+        Duration::from_secs(self.outbox_retention_hours.saturating_mul(3600))
+    }
+
+    /// The parsed schedule (5-field expressions get a leading `0` seconds field).
+    pub fn schedule(&self) -> Result<cron::Schedule, UploaderError> {
+        let expr = self.gc_schedule.trim();
+        let expr = if expr.split_whitespace().count() == 5 {
+            format!("0 {expr}")
+        } else {
+            expr.to_owned()
+        };
+        cron::Schedule::from_str(&expr).map_err(|e| UploaderError::Schedule {
+            schedule: self.gc_schedule.clone(),
+            reason: e.to_string(),
+        })
+    }
+}
+
+/// What one maintenance tick needs.
+#[derive(Debug, Clone)]
+pub struct Maintenance {
+    pub pool: deadpool_postgres::Pool,
+    pub store: Arc<dyn ObjectStore>,
+    pub gc_enabled: bool,
+    pub grace: Duration,
+    pub retention: Duration,
+}
+
+impl Maintenance {
+    pub fn new(
+        pool: deadpool_postgres::Pool,
+        store: Arc<dyn ObjectStore>,
+        args: &MaintenanceArgs,
+    ) -> Self {
+        Self {
+            pool,
+            store,
+            gc_enabled: args.gc_enabled,
+            grace: args.grace(),
+            retention: args.retention(),
+        }
+    }
+
+    /// One tick: prune the outbox, then collect orphans. Returns false when another process
+    /// holds the maintenance lock (it does this tick's work).
+    pub async fn run_once(&self) -> Result<bool, UploaderError> {
+        let client = self.pool.get().await?;
+        let locked: bool = client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&MAINTENANCE_LOCK])
+            .await
+            .ctx("maintenance lock")?
+            .get(0);
+        if !locked {
+            tracing::debug!("maintenance tick skipped: another process holds the lock");
+            return Ok(false);
+        }
+        let result = self.work().await;
+        // A session lock: give it back before the connection returns to the pool (if this
+        // fails the connection is broken, and its lock went with it).
+        if let Err(e) = client
+            .execute("SELECT pg_advisory_unlock($1)", &[&MAINTENANCE_LOCK])
+            .await
+        {
+            tracing::warn!(error = %e, "could not release the maintenance lock");
+        }
+        result.map(|()| true)
+    }
+
+    async fn work(&self) -> Result<(), UploaderError> {
+        let outbox = Outbox::new(self.pool.clone(), "rvc-image-uploader-maintenance");
+        let pruned = outbox.prune_done(self.retention).await?;
+        metrics::counter!("rvc_outbox_pruned_total").increment(pruned);
+        if self.gc_enabled {
+            collect_orphans(&self.pool, self.store.as_ref(), self.grace, false).await?;
+        }
+        Ok(())
+    }
+}
+
+async fn on_tick(tick: Tick, m: Data<Arc<Maintenance>>) -> Result<(), BoxDynError> {
+    tracing::debug!(tick = tick.get_timestamp(), "maintenance tick");
+    if let Err(e) = m.run_once().await {
+        // Logged and dropped: the next tick tries again.
+        metrics::counter!("rvc_maintenance_failed_total").increment(1);
+        tracing::warn!(error = %e, "maintenance tick failed; retrying on the next tick");
+    }
+    Ok(())
+}
+
+/// Runs the maintenance schedule until `shutdown` with an apalis cron worker.
+pub fn spawn(
+    maintenance: Maintenance,
+    schedule: cron::Schedule,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tracing::info!(schedule = %schedule, gc_enabled = maintenance.gc_enabled,
+        grace_secs = maintenance.grace.as_secs(), retention_secs = maintenance.retention.as_secs(),
+        "maintenance scheduled");
+    let worker = WorkerBuilder::new("rvc-image-uploader-maintenance")
+        .backend(CronScheduler::new(schedule))
+        .concurrency(1)
+        .data(Arc::new(maintenance))
+        .build(on_tick);
+    tokio::spawn(async move {
+        let stop = async move {
+            shutdown.cancelled().await;
+            Ok::<(), std::io::Error>(())
+        };
+        if let Err(e) = worker.run_until(stop).await {
+            tracing::error!(error = %e, "maintenance scheduler stopped");
+        }
+    })
+}

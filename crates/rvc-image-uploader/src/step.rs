@@ -1,0 +1,254 @@
+//! The `upload_images` step: staged photo bytes → object storage → object keys in Postgres.
+use bytes::Bytes;
+use futures::future::join_all;
+use rvc_domain::{ImageFormat, OutboxKind};
+use rvc_objects::{product_image_key, Metadata, ObjectStore, ObjectStoreError};
+use rvc_outbox::{Job, Step, StepError};
+use rvc_runtime::health::ReadyCheck;
+use std::sync::Arc;
+use std::time::Instant;
+use uuid::Uuid;
+
+/// The user-metadata name that carries a photo's sha256 (`x-amz-meta-sha256` on S3).
+pub const SHA256_METADATA: &str = "sha256";
+
+/// The object key of a photo: `products/{product_id}/{sha256}.{ext}`, the extension from its
+/// content type. `None` for a content type the catalog does not accept.
+pub fn photo_key(product_id: Uuid, sha256: &str, content_type: &str) -> Option<String> {
+    let ext = ImageFormat::from_content_type(content_type)?.extension();
+    Some(product_image_key(product_id, sha256, ext))
+}
+
+/// One photo of a product version, as `execute` loads it.
+#[derive(Debug)]
+struct Photo {
+    ordinal: i16,
+    sha256: String,
+    content_type: String,
+    staged: Option<Vec<u8>>,
+    object_key: Option<String>,
+}
+
+/// A photo now in object storage: what `commit` records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredPhoto {
+    pub ordinal: i16,
+    pub key: String,
+    /// False when the object was already there with the same sha256 and size (a re-run).
+    pub put: bool,
+}
+
+/// What `execute` did for one product version.
+#[derive(Debug, Clone, Default)]
+pub struct Uploaded {
+    /// Photos whose key `commit` records (those still staged when the step started).
+    pub photos: Vec<StoredPhoto>,
+    /// Photos already uploaded by an earlier run (staged bytes gone, key set): left alone.
+    pub already_stored: usize,
+}
+
+/// Puts a product version's staged photos in object storage under deterministic keys.
+///
+/// `execute` is idempotent: the key depends only on product id and content, and a photo whose
+/// object is already there (same sha256 metadata and size, seen with HEAD) is not PUT again.
+/// `commit` sets `object_key` and drops `staged_bytes`, in the engine's completion
+/// transaction (which also marks the row done, moves the product to `images_stored` and
+/// enqueues `vectorize`).
+#[derive(Debug, Clone)]
+pub struct UploadStep {
+    pool: deadpool_postgres::Pool,
+    store: Arc<dyn ObjectStore>,
+}
+
+impl UploadStep {
+    pub fn new(pool: deadpool_postgres::Pool, store: Arc<dyn ObjectStore>) -> Self {
+        Self { pool, store }
+    }
+
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// Readiness of the object store: the bucket (or directory) answers (and exists).
+    pub fn ready_check(&self) -> ReadyCheck {
+        let store = self.store.clone();
+        Arc::new(move || {
+            let store = store.clone();
+            Box::pin(async move {
+                store
+                    .ensure_bucket()
+                    .await
+                    .map_err(|e| format!("object store {}: {e}", store.location()))
+            })
+        })
+    }
+
+    async fn load(&self, job: &Job) -> Result<Vec<Photo>, StepError> {
+        let client = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| StepError::retryable(format!("database connection: {e}")))?;
+        let rows = client
+            .query(
+                "SELECT ordinal, sha256, content_type, staged_bytes, object_key
+                 FROM product_images WHERE product_id = $1 AND version = $2 ORDER BY ordinal",
+                &[&job.product_id, &job.product_version],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Photo {
+                    ordinal: r.try_get(0)?,
+                    sha256: r.try_get(1)?,
+                    content_type: r.try_get(2)?,
+                    staged: r.try_get(3)?,
+                    object_key: r.try_get(4)?,
+                })
+            })
+            .collect::<Result<Vec<_>, tokio_postgres::Error>>()
+            .map_err(StepError::from)
+    }
+
+    /// PUTs one photo unless an identical object is already under its key.
+    async fn store_photo(
+        &self,
+        job: &Job,
+        ordinal: i16,
+        key: String,
+        sha256: &str,
+        content_type: &str,
+        bytes: Vec<u8>,
+    ) -> Result<StoredPhoto, StepError> {
+        let size = bytes.len() as u64;
+        let fail = |e: ObjectStoreError| self.classify(job, ordinal, &key, e);
+        if let Some(meta) = self.store.head(&key).await.map_err(fail)? {
+            if meta.size == size
+                && meta.metadata.get(SHA256_METADATA).map(String::as_str) == Some(sha256)
+            {
+                metrics::counter!("rvc_uploader_put_skipped_total").increment(1);
+                tracing::debug!(%key, "object already stored; PUT skipped");
+                return Ok(StoredPhoto {
+                    ordinal,
+                    key,
+                    put: false,
+                });
+            }
+        }
+        let metadata: Metadata = [(SHA256_METADATA.to_owned(), sha256.to_owned())].into();
+        let started = Instant::now();
+        self.store
+            .put(&key, Bytes::from(bytes), content_type, &metadata)
+            .await
+            .map_err(fail)?;
+        metrics::histogram!("rvc_uploader_put_seconds").record(started.elapsed().as_secs_f64());
+        metrics::counter!("rvc_uploader_put_total").increment(1);
+        metrics::counter!("rvc_uploader_put_bytes_total").increment(size);
+        Ok(StoredPhoto {
+            ordinal,
+            key,
+            put: true,
+        })
+    }
+
+    /// Retryable store errors (network, timeouts, 5xx) back off and retry; the rest
+    /// (credentials, missing bucket, invalid key) dead-letter the row with a message that
+    /// names the bucket and endpoint (never the credentials).
+    fn classify(&self, job: &Job, ordinal: i16, key: &str, e: ObjectStoreError) -> StepError {
+        let msg = format!(
+            "photo {ordinal} of product {} v{} to {} (key {key}): {e}",
+            job.product_id,
+            job.product_version,
+            self.store.location()
+        );
+        if e.is_retryable() {
+            StepError::retryable(msg)
+        } else {
+            tracing::error!(product_id = %job.product_id, product_version = job.product_version,
+                location = %self.store.location(), error = %e,
+                "object store refused the upload; not retrying (check credentials and bucket)");
+            StepError::permanent(msg)
+        }
+    }
+}
+
+impl Step for UploadStep {
+    type Output = Uploaded;
+
+    fn kind(&self) -> OutboxKind {
+        OutboxKind::UploadImages
+    }
+
+    async fn execute(&self, job: &Job) -> Result<Uploaded, StepError> {
+        let photos = self.load(job).await?;
+        let mut out = Uploaded::default();
+        let mut puts = Vec::new();
+        for p in photos {
+            let Some(bytes) = p.staged else {
+                if p.object_key.is_some() {
+                    out.already_stored += 1;
+                    continue;
+                }
+                // The schema's CHECK forbids this; report it rather than guess.
+                return Err(StepError::permanent(format!(
+                    "photo {} of product {} v{} has neither staged bytes nor an object key",
+                    p.ordinal, job.product_id, job.product_version
+                )));
+            };
+            let Some(key) = photo_key(job.product_id, &p.sha256, &p.content_type) else {
+                return Err(StepError::permanent(format!(
+                    "photo {} of product {} v{} has unsupported content type {:?}",
+                    p.ordinal, job.product_id, job.product_version, p.content_type
+                )));
+            };
+            if rvc_domain::sha256_hex(&bytes) != p.sha256 {
+                return Err(StepError::permanent(format!(
+                    "staged bytes of photo {} of product {} v{} do not match their sha256 {}",
+                    p.ordinal, job.product_id, job.product_version, p.sha256
+                )));
+            }
+            puts.push((p.ordinal, key, p.sha256, p.content_type, bytes));
+        }
+        let results = join_all(
+            puts.into_iter()
+                .map(|(ordinal, key, sha, ct, bytes)| async move {
+                    self.store_photo(job, ordinal, key, &sha, &ct, bytes).await
+                }),
+        )
+        .await;
+        // Report a permanent error over a retryable one: retrying cannot fix it.
+        let mut retryable = None;
+        for r in results {
+            match r {
+                Ok(p) => out.photos.push(p),
+                Err(e @ StepError::Permanent(_)) => return Err(e),
+                Err(e) => retryable = retryable.or(Some(e)),
+            }
+        }
+        if let Some(e) = retryable {
+            return Err(e);
+        }
+        Ok(out)
+    }
+
+    async fn commit(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        job: &Job,
+        output: Uploaded,
+    ) -> Result<(), StepError> {
+        if output.photos.is_empty() {
+            return Ok(());
+        }
+        let ordinals: Vec<i16> = output.photos.iter().map(|p| p.ordinal).collect();
+        let keys: Vec<&str> = output.photos.iter().map(|p| p.key.as_str()).collect();
+        tx.execute(
+            "UPDATE product_images i SET object_key = t.key, staged_bytes = NULL
+             FROM unnest($3::smallint[], $4::text[]) AS t(ordinal, key)
+             WHERE i.product_id = $1 AND i.version = $2 AND i.ordinal = t.ordinal",
+            &[&job.product_id, &job.product_version, &ordinals, &keys],
+        )
+        .await?;
+        Ok(())
+    }
+}
