@@ -18,7 +18,6 @@ fi
 # Debian packages: command -> package
 need=()
 declare -A pkgs=(
-  [protoc]=protobuf-compiler
   [psql]=postgresql-client
   [pg_ctlcluster]=postgresql
   [redis-server]=redis-server

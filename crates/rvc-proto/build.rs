@@ -1,10 +1,15 @@
-//! Compiles the contracts in `proto/` (needs `protoc`: the Makefile installs protobuf-compiler).
+//! Compiles the contracts in `proto/` with the `protoc` and well-known types shipped by the
+//! `protoc-bin-vendored` crate, so the build does not depend on what the machine has installed.
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
     let files = ["ml.proto", "events.proto", "catalog.proto"].map(|f| root.join(f));
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());
     }
-    tonic_prost_build::configure().compile_protos(&files, &[root])?;
+    let protoc = protoc_bin_vendored::protoc_bin_path()?;
+    let well_known = protoc_bin_vendored::include_path()?;
+    // prost-build finds protoc through PROTOC (a build script runs single-threaded).
+    std::env::set_var("PROTOC", protoc);
+    tonic_prost_build::configure().compile_protos(&files, &[root, well_known])?;
     Ok(())
 }
