@@ -18,9 +18,13 @@ pub fn repo_root() -> PathBuf {
         .expect("workspace root")
 }
 
-/// The directory holding the workspace's binaries: the test executable lives in
-/// `target/<profile>/deps/`, the binaries one level up.
+/// The directory holding the workspace's binaries: `RVC_BIN_DIR` when set (needed when cargo's
+/// `build-dir` is not the target dir), else one level above the test executable, which lives
+/// in `target/<profile>/deps/`.
 pub fn bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("RVC_BIN_DIR") {
+        return PathBuf::from(dir);
+    }
     let exe = std::env::current_exe().expect("current exe");
     let deps = exe.parent().expect("exe dir");
     if deps.file_name().is_some_and(|n| n == "deps") {
