@@ -27,11 +27,20 @@ pub fn bin_dir() -> PathBuf {
     }
     let exe = std::env::current_exe().expect("current exe");
     let deps = exe.parent().expect("exe dir");
-    if deps.file_name().is_some_and(|n| n == "deps") {
+    let dir = if deps.file_name().is_some_and(|n| n == "deps") {
         deps.parent().expect("profile dir").to_path_buf()
     } else {
         deps.to_path_buf()
+    };
+    // With a cargo build-dir outside the workspace (CARGO_BUILD_BUILD_DIR), test executables
+    // are built there while the binaries still land in the workspace's own target dir.
+    let root = repo_root();
+    if std::env::var_os("CARGO_TARGET_DIR").is_none() && !dir.starts_with(&root) {
+        if let Some(profile) = dir.file_name() {
+            return root.join("target").join(profile);
+        }
     }
+    dir
 }
 
 const BUILD_HINT: &str =
