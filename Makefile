@@ -15,6 +15,7 @@ setup: ## install missing tools and services (apt, cargo install, python venv, m
 	@scripts/setup-s3.sh
 	@scripts/setup-model.sh
 	@scripts/setup-kafka.sh
+	@scripts/check-setup.sh
 
 build: setup ## build every binary
 	@$(CARGO) build --workspace --bins --quiet

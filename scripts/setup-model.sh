@@ -26,7 +26,7 @@ requirements=(
 )
 
 if [[ ! -x "$py" ]]; then
-  "${PYTHON:-python3}" -m venv "$venv"
+  "${PYTHON:-$(command -v /usr/bin/python3 || command -v python3)}" -m venv "$venv"
 fi
 
 # Install only what is missing (pip is slow even when everything is there).

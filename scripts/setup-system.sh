@@ -15,34 +15,34 @@ if ! command -v cargo >/dev/null 2>&1; then
   fi
 fi
 
-# Debian packages: command -> package
-need=()
-declare -A pkgs=(
-  [psql]=postgresql-client
-  [pg_ctlcluster]=postgresql
-  [redis-server]=redis-server
-  [redis-cli]=redis-tools
-  [pkg-config]=pkg-config
-  [cc]=build-essential
-  [python3]=python3
-  [curl]=curl
-  [wrk]=wrk
-  [pgbench]=postgresql-contrib
-)
-for cmd in "${!pkgs[@]}"; do
-  command -v "$cmd" >/dev/null 2>&1 || need+=("${pkgs[$cmd]}")
-done
-python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
-if [ ${#need[@]} -gt 0 ]; then
-  log "installing Debian packages: ${need[*]}"
-  $SUDO apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=needs.sh
+. "$repo/scripts/needs.sh"
 
-if ! command -v cargo-nextest >/dev/null 2>&1; then
-  log "installing cargo-nextest"
-  cargo install --locked --quiet cargo-nextest
+# Debian packages and cargo tools listed in scripts/needs.txt whose file is missing.
+apt_need=()
+cargo_need=()
+while IFS=$'\t' read -r files provider; do
+  need_present "$files" && continue
+  case "$provider" in
+    apt:*) apt_need+=("${provider#apt:}") ;;
+    cargo:*) cargo_need+=("${provider#cargo:}") ;;
+  esac
+done < <(needs_entries)
+if [ ${#apt_need[@]} -gt 0 ]; then
+  log "installing Debian packages: ${apt_need[*]}"
+  apt_log="$(mktemp -t setup-apt.XXXXXX.log)"
+  if ! { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq \
+      --no-install-recommends "${apt_need[@]}"; } >"$apt_log" 2>&1; then
+    cat "$apt_log" >&2
+    exit 1
+  fi
+  rm -f "$apt_log"
 fi
+for crate in "${cargo_need[@]}"; do
+  log "installing $crate (cargo install)"
+  cargo install --locked --quiet "$crate"
+done
 
 # PostgreSQL on 127.0.0.1:5432 with trust auth for local development and tests.
 if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then

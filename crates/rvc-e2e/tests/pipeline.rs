@@ -172,20 +172,24 @@ async fn fifty_products_reach_indexed_and_every_surface_agrees() {
     // --- a third-party tool reads an event: protoc --decode ---
     let sample = records.first().unwrap().value.clone().unwrap();
     let root = repo_root();
-    let mut protoc = Command::new("protoc")
+    // Google's protoc as shipped by protoc-bin-vendored, with its well-known types.
+    let well_known = protoc_bin_vendored::include_path().unwrap();
+    let mut protoc = Command::new(protoc_bin_vendored::protoc_bin_path().unwrap())
         .args([
             "--decode",
             "rvc.events.v1.ProductChangeEvent",
             "-I",
             "proto",
-            "proto/events.proto",
+            "-I",
         ])
+        .arg(&well_known)
+        .arg("proto/events.proto")
         .current_dir(&root)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("protoc is installed (apt protobuf-compiler)");
+        .expect("vendored protoc runs");
     protoc.stdin.take().unwrap().write_all(&sample).unwrap();
     let out = protoc.wait_with_output().unwrap();
     assert!(

@@ -27,7 +27,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    rvc_runtime::load_dotenv();
+    rvc_runtime::load_dotenv()?;
     let args = Args::parse();
     let _telemetry = rvc_runtime::telemetry::init("rvc-image-uploader", &args.telemetry)?;
     let pool = runner::pool(&args.process)?;

@@ -3,7 +3,7 @@ use rvc_ingest_api::{Application, Config};
 
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
-    rvc_runtime::load_dotenv();
+    rvc_runtime::load_dotenv()?;
     let config = Config::parse();
     let _telemetry = rvc_runtime::telemetry::init("rvc-ingest-api", &config.telemetry)?;
     let app = Application::build(config).await?;

@@ -24,7 +24,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    rvc_runtime::load_dotenv();
+    rvc_runtime::load_dotenv()?;
     let args = Args::parse();
     let _telemetry = rvc_runtime::telemetry::init("rvc-ml-service", &args.telemetry)?;
     tracing::info!(

@@ -19,7 +19,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    rvc_runtime::load_dotenv();
+    rvc_runtime::load_dotenv()?;
     let args = Args::parse();
     let _telemetry = rvc_runtime::telemetry::init("rvc-vectorizer", &args.telemetry)?;
     let pool = runner::pool(&args.process)?;

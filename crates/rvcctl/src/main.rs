@@ -3,7 +3,10 @@ use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    rvc_runtime::load_dotenv();
+    if let Err(e) = rvc_runtime::load_dotenv() {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
     let cli = rvcctl::Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
