@@ -5,7 +5,7 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 CARGO ?= cargo
 
 .DEFAULT_GOAL := help
-.PHONY: help setup build run test test-fast lint fmt bench clean-test-dbs
+.PHONY: help setup build run test test-fast test-rules lint fmt bench clean-test-dbs
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -15,6 +15,7 @@ setup: ## install missing tools and services (apt, cargo install, python venv, m
 	@scripts/setup-s3.sh
 	@scripts/setup-model.sh
 	@scripts/setup-kafka.sh
+	@scripts/setup-prometheus.sh
 
 build: setup ## build every binary
 	@$(CARGO) build --workspace --bins --quiet
@@ -26,9 +27,14 @@ lint: setup ## rustfmt check and clippy with warnings as errors
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --quiet -- -D warnings
 
-test: lint ## lint, then the whole test suite against real services
+test: lint test-rules ## lint, then the whole test suite against real services
 	$(CARGO) build --workspace --bins --quiet  # the end-to-end tests run every binary
 	$(CARGO) nextest run --workspace --no-fail-fast
+
+test-rules: ## promtool: check the Prometheus config and rules, run the alert unit tests
+	@scripts/setup-prometheus.sh
+	@promtool check config --lint=all deploy/prometheus/prometheus.yml >/dev/null
+	@promtool test rules deploy/prometheus/tests/*.yml
 
 test-fast: setup ## unit tests only (no external services)
 	$(CARGO) nextest run --workspace --lib --bins
