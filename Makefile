@@ -5,7 +5,7 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 CARGO ?= cargo
 
 .DEFAULT_GOAL := help
-.PHONY: help setup build run test test-fast lint fmt bench clean-test-dbs
+.PHONY: help setup build run test test-fast test-rules test-manifests lint fmt bench clean-test-dbs
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -15,6 +15,8 @@ setup: ## install missing tools and services (apt, cargo install, python venv, m
 	@scripts/setup-s3.sh
 	@scripts/setup-model.sh
 	@scripts/setup-kafka.sh
+	@scripts/setup-prometheus.sh
+	@scripts/setup-k8s-validate.sh
 	@scripts/check-setup.sh
 
 build: setup ## build every binary
@@ -27,9 +29,18 @@ lint: setup ## rustfmt check and clippy with warnings as errors
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --quiet -- -D warnings
 
-test: lint ## lint, then the whole test suite against real services
+test: lint test-rules test-manifests ## lint, then the whole test suite against real services
 	$(CARGO) build --workspace --bins --quiet  # the end-to-end tests run every binary
 	$(CARGO) nextest run --workspace --no-fail-fast
+
+test-rules: ## promtool: check the Prometheus config and rules, run the alert unit tests
+	@scripts/setup-prometheus.sh
+	@promtool check config --lint=all deploy/prometheus/prometheus.yml deploy/prometheus/compose.yml >/dev/null
+	@promtool test rules deploy/prometheus/tests/*.yml
+
+test-manifests: ## validate deploy/k8s (rendered, against the Kubernetes schemas, offline) and compose.yaml
+	@scripts/setup-k8s-validate.sh
+	@.venv/bin/python scripts/validate-manifests.py
 
 test-fast: setup ## unit tests only (no external services)
 	$(CARGO) nextest run --workspace --lib --bins

@@ -79,7 +79,7 @@ if [ -n "$S3_ENDPOINT" ]; then
 fi
 start rvc-vector-index "$bin/rvc-vector-index"
 wait_port "$VECTOR_ADDR" rvc-vector-index
-start rvc-ml-service "$bin/rvc-ml-service"
+start rvc-ml-service env METRICS_ADDR="${ML_METRICS_ADDR:-127.0.0.1:9104}" "$bin/rvc-ml-service"
 wait_port "$ML_ADDR" rvc-ml-service
 
 # --- the system ---
@@ -88,6 +88,14 @@ for w in rvc-image-uploader rvc-vectorizer rvc-relay; do
   [ -x "$bin/$w" ] && start "$w" "$bin/$w"
 done
 wait_port "$HTTP_ADDR" rvc-ingest-api
+
+# --- Prometheus on loopback, scraping every binary (deploy/prometheus/; scripts/setup-prometheus.sh) ---
+prom_addr="${PROMETHEUS_ADDR:-127.0.0.1:9090}"
+mkdir -p var/prometheus
+start prometheus /usr/bin/prometheus --config.file=deploy/prometheus/prometheus.yml \
+  --storage.tsdb.path=var/prometheus --storage.tsdb.retention.time=2d --web.listen-address="$prom_addr"
+wait_port "$prom_addr" prometheus
+echo "Prometheus: http://$prom_addr/targets (alerts: /alerts)"
 
 cat <<MSG
 

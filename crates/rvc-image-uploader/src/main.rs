@@ -30,6 +30,7 @@ async fn main() -> anyhow::Result<()> {
     rvc_runtime::load_dotenv()?;
     let args = Args::parse();
     let _telemetry = rvc_runtime::telemetry::init("rvc-image-uploader", &args.telemetry)?;
+    rvc_runtime::health::build_info("")?;
     let pool = runner::pool(&args.process)?;
     let store = rvc_image_uploader::open_store(&args.uploader.objects).await?;
     let m = &args.uploader.maintenance;

@@ -44,6 +44,7 @@ async fn main() -> anyhow::Result<()> {
     let embedder = tokio::task::spawn_blocking(move || Embedder::load(embedder_cfg))
         .await
         .context("model loading task")??;
+    rvc_runtime::health::build_info(embedder.model_version())?;
 
     let metrics = match &args.metrics_addr {
         Some(addr) => {

@@ -278,6 +278,7 @@ impl<S: Step> Worker<S> {
         if jobs.is_empty() {
             return Ok(report);
         }
+        let claimed_at = std::time::Instant::now();
 
         // Heartbeat: keep the leases while the step runs.
         let hb_stop = CancellationToken::new();
@@ -325,7 +326,7 @@ impl<S: Step> Worker<S> {
             report.released = jobs.len();
             return Ok(report);
         };
-        self.finish(jobs, results, &mut report).await?;
+        self.finish(jobs, results, &mut report, claimed_at).await?;
         Ok(report)
     }
 
@@ -337,6 +338,7 @@ impl<S: Step> Worker<S> {
         jobs: Vec<Job>,
         results: Vec<Result<S::Output, StepError>>,
         report: &mut BatchReport,
+        claimed_at: std::time::Instant,
     ) -> Result<(), OutboxError> {
         let kind = self.step.kind();
         let mut client = self.outbox.pool().get().await?;
@@ -402,6 +404,59 @@ impl<S: Step> Worker<S> {
             metrics::counter!("rvc_outbox_completed_total", "kind" => kind.as_str())
                 .increment(report.completed as u64);
         }
+        // Every row of the batch was leased at the claim and finished at this commit.
+        let took = claimed_at.elapsed().as_secs_f64();
+        for (label, n) in [("completed", report.completed), ("failed", report.failed)] {
+            let h = metrics::histogram!("rvc_outbox_step_duration_seconds", "kind" => kind.as_str(), "outcome" => label);
+            (0..n).for_each(|_| h.record(took));
+        }
+        observe_completed(&client, kind, &outcome.completed).await;
         Ok(())
+    }
+}
+
+/// After the commit: `rvc_outbox_lag_seconds{kind}` (enqueued → done) for each completed row
+/// and, when the step leaves the product `indexed`, `rvc_product_registered_to_indexed_seconds`
+/// once per product version (registered = when the version's photos and first row were
+/// written). Best effort: a failed read costs a debug line, never the batch.
+async fn observe_completed(
+    client: &tokio_postgres::Client,
+    kind: OutboxKind,
+    completed: &[uuid::Uuid],
+) {
+    if completed.is_empty() {
+        return;
+    }
+    let rows = client
+        .query(
+            "SELECT extract(epoch FROM o.completed_at - o.created_at)::float8,
+                    extract(epoch FROM o.completed_at - coalesce(
+                      (SELECT min(i.created_at) FROM product_images i
+                        WHERE i.product_id = o.product_id AND i.version = o.product_version),
+                      (SELECT min(f.created_at) FROM outbox f
+                        WHERE f.product_id = o.product_id AND f.product_version = o.product_version)
+                    ))::float8
+             FROM outbox o WHERE o.event_id = ANY($1) AND o.state = 'done'",
+            &[&completed],
+        )
+        .await;
+    let rows = match rows {
+        Ok(rows) => rows,
+        Err(e) => {
+            tracing::debug!(error = %e, "could not read completion times for metrics");
+            return;
+        }
+    };
+    let lag = metrics::histogram!("rvc_outbox_lag_seconds", "kind" => kind.as_str());
+    // Only the last step registers the latency histogram (an empty one elsewhere would mislead).
+    let latency = (kind.status_when_done() == rvc_domain::ProductStatus::Indexed)
+        .then(|| metrics::histogram!("rvc_product_registered_to_indexed_seconds"));
+    for r in rows {
+        if let Ok(Some(secs)) = r.try_get::<_, Option<f64>>(0) {
+            lag.record(secs.max(0.0));
+        }
+        if let (Some(latency), Ok(Some(secs))) = (&latency, r.try_get::<_, Option<f64>>(1)) {
+            latency.record(secs.max(0.0));
+        }
     }
 }

@@ -25,6 +25,7 @@ async fn main() -> anyhow::Result<()> {
     rvc_runtime::load_dotenv()?;
     let args = Args::parse();
     let _telemetry = rvc_runtime::telemetry::init("rvc-relay", &args.telemetry)?;
+    rvc_runtime::health::build_info("")?;
     let pool = runner::pool(&args.process)?;
     let step = PublishStep::start(pool.clone(), &args.kafka, &args.embeddings).await?;
     let ready = step.ready_check();

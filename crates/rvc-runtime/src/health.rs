@@ -1,10 +1,18 @@
 //! `/healthz`, `/readyz` and `/metrics` (Prometheus text) on a worker's own port.
 use crate::RuntimeError;
 use actix_web::{web, App, HttpResponse, HttpServer};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
+
+/// Buckets of every histogram whose name ends in `_seconds`: from 5 ms (an HTTP request, one
+/// embedding) to an hour (registered → indexed behind a long outage). Without buckets the
+/// exporter would render summaries, which cannot be aggregated across replicas.
+pub const SECONDS_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+    1800.0, 3600.0,
+];
 
 /// Installs the process-wide Prometheus recorder once and returns its handle.
 pub fn prometheus() -> Result<PrometheusHandle, RuntimeError> {
@@ -13,9 +21,21 @@ pub fn prometheus() -> Result<PrometheusHandle, RuntimeError> {
         return Ok(h.clone());
     }
     let handle = PrometheusBuilder::new()
-        .install_recorder()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
+        .and_then(|b| b.install_recorder())
         .map_err(|e| RuntimeError::Metrics(e.to_string()))?;
     Ok(HANDLE.get_or_init(|| handle).clone())
+}
+
+/// Sets `rvc_build_info{version, model_version} 1` (installing the recorder if needed), so a
+/// dashboard can tell which release, and which embedding model, each process runs. Binaries
+/// that load no model pass `""` (Prometheus drops an empty label).
+pub fn build_info(model_version: &str) -> Result<(), RuntimeError> {
+    prometheus()?;
+    metrics::gauge!("rvc_build_info", "version" => env!("CARGO_PKG_VERSION"),
+        "model_version" => model_version.to_owned())
+    .set(1.0);
+    Ok(())
 }
 
 pub type ReadyFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;

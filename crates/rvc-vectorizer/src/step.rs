@@ -138,6 +138,9 @@ impl VectorizeStep {
         tracing::info!(model = %model.name, model_version = %model.version, dimension = model.dimension,
             ml = %ml.url(), index = %index_args.qdrant_url, collection = %index_args.qdrant_collection,
             ml_concurrency = ml_args.ml_concurrency, "vectorizer ready");
+        if let Err(e) = rvc_runtime::health::build_info(&model.version) {
+            tracing::warn!(error = %e, "rvc_build_info not exported");
+        }
         Ok(Self {
             pool,
             store,
