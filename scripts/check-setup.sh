@@ -34,7 +34,7 @@ used=$(
   {
     grep -rhoE 'Command::new\("[^"/]+"\)' crates --include='*.rs' | sed -E 's/.*\("([^"]+)"\).*/\1/'
     grep -hoE '(\.venv/bin/|\$cargo_bin/|~/\.cargo/bin/|\$\{?CARGO_HOME[^/]*/bin/)[A-Za-z0-9_.-]+' \
-      Makefile $(ls scripts/*.sh | grep -v check-setup.sh) | sed -E 's#.*/##'
+      Makefile $(ls scripts/*.sh | grep -v check-setup.sh) | sed -E 's#.*/##; s#[.]+$##'
   } | sort -u
 )
 for prog in $used; do
