@@ -40,6 +40,15 @@ impl Stack {
     /// Starts everything and waits until each server listens. `worker_env` is added to the
     /// uploader, vectorizer and relay (batch sizes ...).
     pub async fn start(worker_env: &[(&str, String)]) -> Self {
+        Self::start_with(&[], worker_env).await
+    }
+
+    /// As [`Stack::start`], with `all_env` added to every rvc process (the ML service, the
+    /// vector index, the API and the workers): `OTEL_EXPORTER_OTLP_ENDPOINT` ...
+    pub async fn start_with(all_env: &[(&str, String)], worker_env: &[(&str, String)]) -> Self {
+        let all = |env: Vec<(&'static str, String)>| -> Vec<(&str, String)> {
+            env.into_iter().chain(all_env.iter().cloned()).collect()
+        };
         let (db, s3, kafka) = tokio::join!(TestDb::new(), TestS3::start(), TestKafka::start());
         let dir = tempfile::tempdir().expect("temp dir");
         let model = repo_root().join("var/models/efficientnet-lite0.onnx");
@@ -53,34 +62,34 @@ impl Stack {
         let mut ml = Proc::start(
             "rvc-ml-service",
             dir.path(),
-            &[
+            &all(vec![
                 ("ML_ADDR", format!("127.0.0.1:{ml_port}")),
                 ("ML_MODEL_PATH", model.display().to_string()),
                 ("METRICS_ADDR", "127.0.0.1:0".into()),
-            ],
+            ]),
         );
         let index_port = free_port();
         let mut index = Proc::start(
             "rvc-vector-index",
             dir.path(),
-            &[
+            &all(vec![
                 ("VECTOR_ADDR", format!("127.0.0.1:{index_port}")),
                 (
                     "VECTOR_DATA_DIR",
                     dir.path().join("vectors").display().to_string(),
                 ),
-            ],
+            ]),
         );
         let api_port = free_port();
         let mut api = Proc::start(
             "rvc-ingest-api",
             dir.path(),
-            &[
+            &all(vec![
                 ("DATABASE_URL", db.url.clone()),
                 ("HTTP_ADDR", format!("127.0.0.1:{api_port}")),
                 ("AUTO_MIGRATE", "false".into()),
                 ("HTTP_WORKERS", "2".into()),
-            ],
+            ]),
         );
         ml.wait_port(addr(ml_port), Duration::from_secs(60)).await;
         index
@@ -96,6 +105,7 @@ impl Stack {
             ("OUTBOX_POLL_INTERVAL_MS", "200".into()),
         ];
         common.extend(worker_env.iter().cloned());
+        common.extend(all_env.iter().cloned());
         let with = |extra: Vec<(&'static str, String)>| {
             let mut v = common.clone();
             v.extend(extra);
