@@ -17,6 +17,7 @@ setup: ## install missing tools and services (apt, cargo install, python venv, m
 	@scripts/setup-kafka.sh
 	@scripts/setup-prometheus.sh
 	@scripts/setup-k8s-validate.sh
+	@scripts/setup-pos-client.sh
 	@scripts/check-setup.sh
 
 build: setup ## build every binary

@@ -88,6 +88,10 @@ for w in rvc-image-uploader rvc-vectorizer rvc-relay; do
   [ -x "$bin/$w" ] && start "$w" "$bin/$w"
 done
 wait_port "$HTTP_ADDR" rvc-ingest-api
+# the read side (gRPC ProductService on GRPC_ADDR, HTTP reads on CATALOG_HTTP_ADDR)
+export REDIS_URL="${REDIS_URL-redis://127.0.0.1:6379}" GRPC_ADDR="${GRPC_ADDR:-127.0.0.1:8091}"
+export CATALOG_HTTP_ADDR="${CATALOG_HTTP_ADDR:-127.0.0.1:8081}"
+[ -x "$bin/rvc-catalog" ] && start rvc-catalog "$bin/rvc-catalog" && wait_port "$GRPC_ADDR" rvc-catalog
 
 # --- Prometheus on loopback, scraping every binary (deploy/prometheus/; scripts/setup-prometheus.sh) ---
 prom_addr="${PROMETHEUS_ADDR:-127.0.0.1:9090}"
@@ -101,6 +105,8 @@ cat <<MSG
 
 API:        http://$HTTP_ADDR/api/v1/products
 Swagger UI: http://$HTTP_ADDR/swagger/index.html
+Read API:   grpc $GRPC_ADDR (rvc.catalog.v1.ProductService), http://$CATALOG_HTTP_ADDR/swagger/index.html
+POS client: .venv/bin/python scripts/pos-client.py --addr $GRPC_ADDR <product id>...
 Events:     .venv/bin/python scripts/read-events.py --brokers $KAFKA_BROKERS --topic $KAFKA_TOPIC
 Outbox:     target/debug/rvcctl outbox stats
 Ctrl-C stops everything.

@@ -23,6 +23,16 @@ pub struct Config {
     /// HTTP worker threads (0: one per core).
     #[arg(long, env = "HTTP_WORKERS", default_value_t = 0)]
     pub http_workers: usize,
+    /// Redis of the read side's product cache: after each commit the API writes a tombstone
+    /// there at once (the outbox trigger guarantees it anyway). Unset or empty: skipped.
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// Key prefix of the read side's cache (must match rvc-catalog's).
+    #[arg(long, env = "CACHE_KEY_PREFIX", default_value = "rvc:")]
+    pub cache_key_prefix: String,
+    /// Seconds a cache tombstone lives (must match rvc-catalog's).
+    #[arg(long, env = "CACHE_TOMBSTONE_TTL_SECS", default_value_t = 10)]
+    pub cache_tombstone_ttl_secs: u64,
 }
 
 #[derive(Debug, Clone, clap::Args)]

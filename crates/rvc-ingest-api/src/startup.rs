@@ -18,6 +18,8 @@ use utoipa_swagger_ui::SwaggerUi;
 pub struct AppState {
     pub pool: Pool,
     pub limits: Limits,
+    /// The read side's cache, invalidated right after each commit (None: no REDIS_URL).
+    pub cache: Option<Arc<dyn rvc_cache::ProductCache>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +35,8 @@ pub enum StartError {
     },
     #[error("DEFAULT_CURRENCY: {0}")]
     Currency(rvc_domain::DomainError),
+    #[error(transparent)]
+    Cache(#[from] rvc_cache::CacheError),
 }
 
 /// The API server, bound and ready to run.
@@ -60,7 +64,24 @@ impl Application {
             addr: config.http_addr.clone(),
             source,
         })?;
-        let server = run(listener, pool, config.limits, config.http_workers)?;
+        let cache: Option<Arc<dyn rvc_cache::ProductCache>> = match config
+            .redis_url
+            .as_deref()
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+        {
+            Some(url) => {
+                let mut cfg = rvc_cache::CacheConfig::new(url);
+                cfg.prefix.clone_from(&config.cache_key_prefix);
+                cfg.tombstone_ttl =
+                    std::time::Duration::from_secs(config.cache_tombstone_ttl_secs.max(1));
+                let cache =
+                    rvc_cache::RedisCache::connect(cfg, std::time::Duration::from_secs(2)).await?;
+                Some(Arc::new(cache))
+            }
+            None => None,
+        };
+        let server = run(listener, pool, config.limits, config.http_workers, cache)?;
         Ok(Self { addr, server })
     }
 
@@ -102,9 +123,14 @@ fn run(
     pool: Pool,
     limits: Limits,
     workers: usize,
+    cache: Option<Arc<dyn rvc_cache::ProductCache>>,
 ) -> Result<Server, StartError> {
     let health = rvc_runtime::health::app_state(readiness(pool.clone()))?;
-    let state = web::Data::new(AppState { pool, limits });
+    let state = web::Data::new(AppState {
+        pool,
+        limits,
+        cache,
+    });
     let openapi = ApiDoc::openapi();
     let mut server = HttpServer::new(move || {
         App::new()

@@ -12,3 +12,8 @@ pub mod events {
 pub mod catalog {
     tonic::include_proto!("rvc.catalog.v1");
 }
+
+/// Encoded `FileDescriptorSet` of every contract in `proto/`, for gRPC server reflection.
+#[cfg(feature = "reflection")]
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/rvc_descriptor.bin"));

@@ -1,5 +1,6 @@
 //! Postgres access: the pool, the embedded migrations and the product repository.
 
+pub mod catalog;
 pub mod migrations;
 pub mod products;
 

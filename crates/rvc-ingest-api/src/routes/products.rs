@@ -142,7 +142,22 @@ pub async fn create(
     if let Some(key) = &key {
         idempotency::store(&tx, key, &stored).await?;
     }
+    // The revision this commit publishes, for the read side's cache tombstone below.
+    let revision = match (&state.cache, status == StatusCode::ACCEPTED) {
+        (Some(_), true) => rvc_store::catalog::revision(&tx, ack.product_id).await?,
+        _ => None,
+    };
     tx.commit().await?;
+    if let (Some(cache), Some(revision)) = (&state.cache, revision) {
+        // Prompt invalidation right after commit, so the next read sees this write. The
+        // `cache_invalidations` row written by the products trigger in this transaction
+        // guarantees it even if this call fails or the process dies here.
+        if let Err(e) = cache.invalidate_many(&[(ack.product_id, revision)]).await {
+            metrics::counter!("rvc_ingest_cache_invalidation_errors_total").increment(1);
+            tracing::warn!(product_id = %ack.product_id, error = %e,
+                "cache invalidation after commit failed; rvc-catalog's invalidator will apply it");
+        }
+    }
     let outcome = if status == StatusCode::ACCEPTED {
         "accepted"
     } else {

@@ -1,0 +1,17 @@
+//! `rvc-catalog`: the read side (gRPC ProductService, HTTP reads, cache invalidator).
+use clap::Parser;
+use rvc_catalog::{Config, ReaderOptions};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    rvc_runtime::load_dotenv();
+    let config = Config::parse();
+    let _telemetry = rvc_runtime::telemetry::init("rvc-catalog", &config.telemetry)?;
+    tracing::info!(db = ?config.db, cache = config.cache.url().is_some(), "starting rvc-catalog");
+    let shutdown = rvc_runtime::shutdown::on_signal();
+    let cache = rvc_catalog::cache_from(&config.cache).await?;
+    let running = rvc_catalog::start(&config, cache, ReaderOptions::default(), shutdown).await?;
+    running.wait().await;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
