@@ -146,7 +146,9 @@ pub async fn start(
     });
     let grpc_shutdown = shutdown.clone();
     tasks.push(tokio::spawn(async move {
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc_listener);
+        // TCP_NODELAY: without it a small reply waits ~40 ms for the client's delayed ACK
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
         let result = tonic::transport::Server::builder()
             .add_service(health_service)
             .add_service(reflection)
