@@ -4,9 +4,10 @@ use rvc_catalog::{Config, ReaderOptions};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    rvc_runtime::load_dotenv();
+    rvc_runtime::load_dotenv()?;
     let config = Config::parse();
     let _telemetry = rvc_runtime::telemetry::init("rvc-catalog", &config.telemetry)?;
+    rvc_runtime::health::build_info("")?;
     tracing::info!(db = ?config.db, cache = config.cache.url().is_some(), "starting rvc-catalog");
     let shutdown = rvc_runtime::shutdown::on_signal();
     let cache = rvc_catalog::cache_from(&config.cache).await?;
