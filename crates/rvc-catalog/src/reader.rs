@@ -203,8 +203,9 @@ impl Catalog {
         self.stats
             .misses
             .fetch_add(misses.len() as u64, Ordering::Relaxed);
-        metrics::counter!("rvc_catalog_cache_hits_total").increment(hits);
-        metrics::counter!("rvc_catalog_cache_misses_total").increment(misses.len() as u64);
+        metrics::counter!("rvc_catalog_cache_requests_total", "result" => "hit").increment(hits);
+        metrics::counter!("rvc_catalog_cache_requests_total", "result" => "miss")
+            .increment(misses.len() as u64);
         if !misses.is_empty() {
             let loaded = self.load(&misses, use_cache).await?;
             for (id, p) in loaded {
