@@ -17,6 +17,7 @@ const BINARIES: &[&str] = &[
     "rvc-relay",
     "rvc-ml-service",
     "rvc-vector-index",
+    "rvc-catalog",
     "rvcctl",
 ];
 
