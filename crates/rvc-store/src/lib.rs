@@ -1,5 +1,6 @@
 //! Postgres access: the pool, the embedded migrations and the product repository.
 
+pub mod api_keys;
 pub mod migrations;
 pub mod products;
 
