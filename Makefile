@@ -5,7 +5,7 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 CARGO ?= cargo
 
 .DEFAULT_GOAL := help
-.PHONY: help setup build run test test-fast test-rules test-manifests lint fmt bench clean-test-dbs
+.PHONY: help setup build run test test-fast test-rules test-manifests lint fmt bench clean-test-dbs fuzz-api
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -18,6 +18,7 @@ setup: ## install missing tools and services (apt, cargo install, python venv, m
 	@scripts/setup-prometheus.sh
 	@scripts/setup-k8s-validate.sh
 	@scripts/setup-pos-client.sh
+	@scripts/setup-schemathesis.sh
 	@scripts/check-setup.sh
 
 build: setup ## build every binary
@@ -33,6 +34,11 @@ lint: setup ## rustfmt check and clippy with warnings as errors
 test: lint test-rules test-manifests ## lint, then the whole test suite against real services
 	$(CARGO) build --workspace --bins --quiet  # the end-to-end tests run every binary
 	$(CARGO) nextest run --workspace --no-fail-fast
+	@scripts/fuzz-api.sh
+
+fuzz-api: setup ## schemathesis against the ingest API's OpenAPI document (with and without keys)
+	@$(CARGO) build --quiet -p rvc-ingest-api -p rvcctl --bins
+	@scripts/fuzz-api.sh
 
 test-rules: ## promtool: check the Prometheus config and rules, run the alert unit tests
 	@scripts/setup-prometheus.sh

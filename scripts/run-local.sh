@@ -66,6 +66,20 @@ if ! psql "$admin_url" -Atqc "SELECT 1 FROM pg_database WHERE datname = '$db_nam
 fi
 "$bin/rvcctl" migrate
 
+# --- development API key (issue #15): every scope, kept in var/dev-api-key (mode 600) and
+# reused while it is still valid; the secret exists only there, Postgres keeps its hash ---
+dev_key_file="$repo/var/dev-api-key"
+mkdir -p "$repo/var"
+if ! { [ -s "$dev_key_file" ] && "$bin/rvcctl" apikey verify <"$dev_key_file" >/dev/null 2>&1; }; then
+  ( umask 077
+    "$bin/rvcctl" apikey create --name dev-local --scope catalog:write --scope catalog:read \
+      --scope recognize --scope admin --output json \
+      | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])' >"$dev_key_file.tmp" )
+  mv "$dev_key_file.tmp" "$dev_key_file"
+fi
+chmod 600 "$dev_key_file"
+RVC_DEV_API_KEY="$(cat "$dev_key_file")"
+
 # --- local stand-ins for Kafka, S3 and Qdrant (see docs/decisions.md) ---
 start tansu "${TANSU_BIN:-$cargo_bin/tansu}" broker \
   --listener-url "tcp://$KAFKA_BROKERS" --advertised-listener-url "tcp://$KAFKA_BROKERS" \
@@ -104,6 +118,8 @@ echo "Prometheus: http://$prom_addr/targets (alerts: /alerts)"
 cat <<MSG
 
 API:        http://$HTTP_ADDR/api/v1/products
+API key:    $RVC_DEV_API_KEY  (every scope; in var/dev-api-key)
+            curl -H "Authorization: Bearer \$(cat var/dev-api-key)" "http://$HTTP_ADDR/api/v1/products?sku=OAT-1L"
 Swagger UI: http://$HTTP_ADDR/swagger/index.html
 Read API:   grpc $GRPC_ADDR (rvc.catalog.v1.ProductService), http://$CATALOG_HTTP_ADDR/swagger/index.html
 POS client: .venv/bin/python scripts/pos-client.py --addr $GRPC_ADDR <product id>...

@@ -20,6 +20,12 @@ pub struct Config {
     pub auto_migrate: bool,
     #[command(flatten)]
     pub limits: Limits,
+    /// Serve /healthz, /readyz and /metrics on this separate address instead of HTTP_ADDR
+    /// (unauthenticated either way). Unset: on HTTP_ADDR.
+    #[arg(long, env = "METRICS_ADDR")]
+    pub metrics_addr: Option<String>,
+    #[command(flatten)]
+    pub auth: rvc_auth::AuthArgs,
     /// HTTP worker threads (0: one per core).
     #[arg(long, env = "HTTP_WORKERS", default_value_t = 0)]
     pub http_workers: usize,

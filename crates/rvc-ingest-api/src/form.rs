@@ -13,6 +13,9 @@ use rvc_store::products::{NewProduct, StagedImage};
 
 /// Largest text field we read (names are at most 128 characters).
 const MAX_TEXT_FIELD: usize = 4096;
+/// Parts besides the photos (5 known fields and a few unknown ones, which are ignored):
+/// a form of thousands of tiny parts is refused instead of walked.
+const MAX_OTHER_PARTS: usize = 16;
 
 #[derive(Default)]
 struct Raw {
@@ -49,7 +52,15 @@ pub async fn read_product(mut payload: Multipart, limits: &Limits) -> Result<New
         max_width: limits.max_image_dimension,
         max_height: limits.max_image_dimension,
     };
+    let mut parts: usize = 0;
     while let Some(mut field) = payload.try_next().await.map_err(multipart_problem)? {
+        parts += 1;
+        if parts > limits.max_images + MAX_OTHER_PARTS {
+            return Err(Problem::too_large(format!(
+                "the form has more than {} parts",
+                limits.max_images + MAX_OTHER_PARTS
+            )));
+        }
         let name = field.name().unwrap_or_default().to_owned();
         if name == "images" || name == "images[]" {
             if raw.images.len() >= limits.max_images {

@@ -14,6 +14,8 @@ use tracing::Instrument;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
+use rvc_auth::{AuthMode, Authenticator, Scope};
+
 /// What every handler shares.
 pub struct AppState {
     pub pool: Pool,
@@ -37,11 +39,16 @@ pub enum StartError {
     Currency(rvc_domain::DomainError),
     #[error(transparent)]
     Cache(#[from] rvc_cache::CacheError),
+    #[error(transparent)]
+    Auth(#[from] rvc_auth::BuildError),
+    #[error("AUTH_MODE=disabled is only allowed on a loopback HTTP_ADDR, not {0}")]
+    AuthDisabledOffLoopback(SocketAddr),
 }
 
 /// The API server, bound and ready to run.
 pub struct Application {
     addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     server: Server,
 }
 
@@ -81,12 +88,44 @@ impl Application {
             }
             None => None,
         };
-        let server = run(listener, pool, config.limits, config.http_workers, cache)?;
-        Ok(Self { addr, server })
+        if config.auth.auth_mode == AuthMode::Disabled && !addr.ip().is_loopback() {
+            return Err(StartError::AuthDisabledOffLoopback(addr));
+        }
+        let auth = Authenticator::build(config.auth.clone(), pool.clone()).await?;
+        let mut metrics_addr = None;
+        let separate_health = match &config.metrics_addr {
+            Some(m) if !m.trim().is_empty() => {
+                let (bound, health) = rvc_runtime::health::serve(m, readiness(pool.clone()))?;
+                tracing::info!(addr = %bound, "health and metrics on their own address");
+                metrics_addr = Some(bound);
+                tokio::spawn(health);
+                true
+            }
+            _ => false,
+        };
+        let server = run(
+            listener,
+            pool,
+            config.limits,
+            config.http_workers,
+            auth,
+            !separate_health,
+            cache,
+        )?;
+        Ok(Self {
+            addr,
+            metrics_addr,
+            server,
+        })
     }
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where /healthz, /readyz and /metrics are served when METRICS_ADDR is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     pub fn port(&self) -> u16 {
@@ -104,15 +143,22 @@ impl Application {
     }
 }
 
+/// Readiness answers with a public reason only; the driver's error goes to the log.
 fn readiness(pool: Pool) -> ReadyCheck {
     Arc::new(move || {
         let pool = pool.clone();
         Box::pin(async move {
-            rvc_store::ping(&pool).await.map_err(|e| e.to_string())?;
+            rvc_store::ping(&pool).await.map_err(|e| {
+                tracing::warn!(error = %e, "readiness: database unreachable");
+                "database unreachable".to_owned()
+            })?;
             match rvc_store::migrations::is_current(&pool).await {
                 Ok(true) => Ok(()),
                 Ok(false) => Err("migrations not applied: run `rvcctl migrate`".to_owned()),
-                Err(e) => Err(e.to_string()),
+                Err(e) => {
+                    tracing::warn!(error = %e, "readiness: migration check failed");
+                    Err("database check failed".to_owned())
+                }
             }
         })
     })
@@ -123,6 +169,8 @@ fn run(
     pool: Pool,
     limits: Limits,
     workers: usize,
+    auth: Authenticator,
+    health_here: bool,
     cache: Option<Arc<dyn rvc_cache::ProductCache>>,
 ) -> Result<Server, StartError> {
     let health = rvc_runtime::health::app_state(readiness(pool.clone()))?;
@@ -169,12 +217,32 @@ fn run(
             .app_data(web::PathConfig::default().error_handler(|e, _| {
                 Problem::bad_request(format!("invalid path: {e}")).into()
             }))
-            .configure(rvc_runtime::health::configure)
+            .configure(|cfg| {
+                if health_here {
+                    rvc_runtime::health::configure(cfg)
+                }
+            })
+            // Every API route names its scope (rvc-auth: 401/403/429 problem+json).
             .service(
                 web::scope("/api/v1")
-                    .route("/products", web::post().to(products::create))
-                    .route("/products", web::get().to(products::get_by_sku))
-                    .route("/products/{id}", web::get().to(products::get_by_id)),
+                    .route(
+                        "/products",
+                        web::post()
+                            .to(products::create)
+                            .wrap(auth.require(Scope::CatalogWrite)),
+                    )
+                    .route(
+                        "/products",
+                        web::get()
+                            .to(products::get_by_sku)
+                            .wrap(auth.require(Scope::CatalogRead)),
+                    )
+                    .route(
+                        "/products/{id}",
+                        web::get()
+                            .to(products::get_by_id)
+                            .wrap(auth.require(Scope::CatalogRead)),
+                    ),
             )
             .service(SwaggerUi::new("/swagger/{_:.*}").url("/api-docs/openapi.json", openapi.clone()))
             .default_service(web::to(|| async {

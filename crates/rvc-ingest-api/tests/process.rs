@@ -32,10 +32,22 @@ async fn the_binary_migrates_serves_and_stops_on_sigterm() {
         net::wait_for_port(addr, Duration::from_secs(20)).await,
         "api did not listen"
     );
-    let http = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
-    let ready = http.get(format!("{base}/readyz")).send().await.unwrap();
+    let ready = reqwest::Client::new()
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ready.status().as_u16(), 200);
+    // the binary enforces keys by default
+    let anon = reqwest::Client::new()
+        .post(format!("{base}/api/v1/products"))
+        .multipart(FormSpec::valid("PROC-0").form())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anon.status().as_u16(), 401);
+    let http = common::client_with_key(&template_db.admin_key().await);
 
     let resp = http
         .post(format!("{base}/api/v1/products"))
@@ -80,6 +92,12 @@ fn help_lists_every_variable() {
         "DEFAULT_CURRENCY",
         "MAX_IMAGES",
         "MAX_IMAGE_BYTES",
+        "AUTH_MODE",
+        "AUTH_CACHE_TTL_SECS",
+        "RATE_LIMIT_CATALOG_WRITE",
+        "RATE_LIMIT_CATALOG_READ",
+        "REDIS_URL",
+        "METRICS_ADDR",
     ] {
         assert!(text.contains(var), "--help lacks {var}:\n{text}");
     }

@@ -1,6 +1,7 @@
 //! Postgres access: the pool, the embedded migrations and the product repository.
 
 pub mod catalog;
+pub mod api_keys;
 pub mod migrations;
 pub mod products;
 

@@ -372,3 +372,119 @@ pub async fn timeline<C: GenericClient>(
         })
         .collect())
 }
+
+/// A failed attempt as public responses show it: a stable code and a short message. The
+/// full error (which may name hosts, SQL or driver details) stays in `outbox.last_error`, the
+/// workers' logs and `rvcctl outbox show`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct StepError {
+    /// `<step>_retrying` (will be retried automatically) or `<step>_failed` (given up; an
+    /// operator replays it), where step is `upload`, `vectorize` or `publish`.
+    pub code: String,
+    pub message: String,
+}
+
+/// One pipeline step as public responses show it (no internal error text).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PublicTimelineEntry {
+    pub event_id: Uuid,
+    pub product_version: i32,
+    pub kind: String,
+    pub state: String,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    /// Present when the last attempt failed.
+    pub error: Option<StepError>,
+    pub next_attempt_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+impl StepError {
+    /// The public form of a step's `last_error` (whose text is dropped).
+    pub fn public(kind: &str, state: &str) -> Self {
+        let step = match kind {
+            "upload_images" => "upload",
+            "vectorize" => "vectorize",
+            "publish" => "publish",
+            _ => "step",
+        };
+        let what = match step {
+            "upload" => "storing the photos",
+            "vectorize" => "computing the photos' embeddings",
+            "publish" => "publishing the product event",
+            _ => "this step",
+        };
+        if state == "dead" {
+            Self {
+                code: format!("{step}_failed"),
+                message: format!("{what} failed and was given up; an operator has to replay it"),
+            }
+        } else {
+            Self {
+                code: format!("{step}_retrying"),
+                message: format!("{what} failed; it is retried automatically"),
+            }
+        }
+    }
+}
+
+impl From<TimelineEntry> for PublicTimelineEntry {
+    fn from(t: TimelineEntry) -> Self {
+        let failed = t.last_error.is_some() && t.state != "done";
+        Self {
+            error: failed.then(|| StepError::public(&t.kind, &t.state)),
+            event_id: t.event_id,
+            product_version: t.product_version,
+            kind: t.kind,
+            state: t.state,
+            attempts: t.attempts,
+            max_attempts: t.max_attempts,
+            next_attempt_at: t.next_attempt_at,
+            created_at: t.created_at,
+            updated_at: t.updated_at,
+            completed_at: t.completed_at,
+        }
+    }
+}
+
+/// A product as public APIs show it: [`ProductView`] with a redacted timeline.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PublicProductView {
+    pub id: Uuid,
+    pub sku: String,
+    pub name: String,
+    pub category: String,
+    pub price_minor: i64,
+    pub price: String,
+    pub currency: String,
+    pub version: i32,
+    pub status: String,
+    pub archived: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub images: Vec<ImageView>,
+    pub timeline: Vec<PublicTimelineEntry>,
+}
+
+impl From<ProductView> for PublicProductView {
+    fn from(p: ProductView) -> Self {
+        Self {
+            id: p.id,
+            sku: p.sku,
+            name: p.name,
+            category: p.category,
+            price_minor: p.price_minor,
+            price: p.price,
+            currency: p.currency,
+            version: p.version,
+            status: p.status,
+            archived: p.archived,
+            created_at: p.created_at,
+            updated_at: p.updated_at,
+            images: p.images,
+            timeline: p.timeline.into_iter().map(Into::into).collect(),
+        }
+    }
+}

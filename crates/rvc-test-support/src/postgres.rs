@@ -142,6 +142,22 @@ impl TestDb {
         client
     }
 
+    /// Creates an API key with `scopes` in this database and returns the full key to send as
+    /// `Authorization: Bearer <key>`.
+    pub async fn api_key(&self, scopes: &[rvc_auth::Scope]) -> String {
+        let c = self.pool.get().await.unwrap();
+        rvc_auth::create_key(&**c, "test", scopes, None)
+            .await
+            .unwrap()
+            .key
+            .key
+    }
+
+    /// An API key with every scope.
+    pub async fn admin_key(&self) -> String {
+        self.api_key(&rvc_auth::Scope::ALL).await
+    }
+
     pub async fn count(&self, sql: &str) -> i64 {
         let c = self.pool.get().await.unwrap();
         c.query_one(sql, &[]).await.unwrap().get(0)

@@ -4,6 +4,7 @@
 //! 2 usage (bad arguments or filters, unknown ids). Every error names what to do next.
 //! `--output json` prints the documented shapes of [`json`] (docs/rvcctl-json.md).
 
+mod apikey;
 mod error;
 pub mod external;
 pub mod json;
@@ -41,6 +42,7 @@ Examples:
   rvcctl outbox replay --dead --kind vectorize --dry-run
   rvcctl product status SKU-123
   rvcctl reconcile --repair
+  rvcctl apikey create --name backoffice --scope catalog:write --scope catalog:read
   rvcctl --database-url postgres://postgres@db:5432/rvc outbox stats --output json
 
 Runbook: docs/operations.md. JSON shapes: docs/rvcctl-json.md."
@@ -69,6 +71,22 @@ pub enum Command {
     Product(ProductCommand),
     /// Report drift between Postgres and the pipeline's results; --repair fixes it.
     Reconcile(reconcile::ReconcileArgs),
+    /// Create, list, revoke and verify API keys (secrets are shown once, at creation).
+    #[command(subcommand)]
+    Apikey(ApikeyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApikeyCommand {
+    /// Create a key and print it (the only time it is shown).
+    Create(apikey::CreateArgs),
+    /// Keys with their scopes, state, last use and expiry (never the secrets).
+    List(apikey::ListArgs),
+    /// Revoke a key by id.
+    Revoke(apikey::RevokeArgs),
+    /// Read a key on stdin and say whether it is valid (exit 0) or not (exit 1).
+    #[command(after_help = "Example:\n  rvcctl apikey verify < var/dev-api-key")]
+    Verify,
 }
 
 #[derive(Debug, Subcommand)]
@@ -146,5 +164,9 @@ pub async fn run(cli: Cli) -> Result<(), CtlError> {
         Command::Outbox(OutboxCommand::Cancel(a)) => replay::cancel(&ctx, a).await,
         Command::Product(ProductCommand::Status(a)) => product::status(&ctx, a).await,
         Command::Reconcile(a) => reconcile::reconcile(&ctx, a).await,
+        Command::Apikey(ApikeyCommand::Create(a)) => apikey::create(&ctx, a).await,
+        Command::Apikey(ApikeyCommand::List(a)) => apikey::list(&ctx, a).await,
+        Command::Apikey(ApikeyCommand::Revoke(a)) => apikey::revoke(&ctx, a).await,
+        Command::Apikey(ApikeyCommand::Verify) => apikey::verify(&ctx).await,
     }
 }

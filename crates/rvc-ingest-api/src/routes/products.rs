@@ -6,7 +6,7 @@ use crate::startup::AppState;
 use actix_multipart::Multipart;
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
-use rvc_store::products::{self, IngestOutcome, ProductRef, ProductView};
+use rvc_store::products::{self, IngestOutcome, ProductRef, PublicProductView};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -189,7 +189,7 @@ fn replay(s: &Stored) -> HttpResponse {
     path = "/api/v1/products/{id}",
     params(("id" = Uuid, Path, description = "Product id")),
     responses(
-        (status = 200, body = ProductView),
+        (status = 200, body = PublicProductView),
         (status = 400, description = "Not a UUID", body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
     )
@@ -202,7 +202,7 @@ pub async fn get_by_id(
         .map_err(|_| Problem::bad_request("the product id must be a UUID"))?;
     let client = state.pool.get().await?;
     match products::find(&**client, &ProductRef::Id(id)).await? {
-        Some(p) => Ok(HttpResponse::Ok().json(p)),
+        Some(p) => Ok(HttpResponse::Ok().json(PublicProductView::from(p))),
         None => Err(Problem::not_found(format!("no product with id {id}"))),
     }
 }
@@ -213,7 +213,7 @@ pub async fn get_by_id(
     path = "/api/v1/products",
     params(SkuQuery),
     responses(
-        (status = 200, body = ProductView),
+        (status = 200, body = PublicProductView),
         (status = 400, description = "sku missing", body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
     )
@@ -228,7 +228,7 @@ pub async fn get_by_sku(
         .ok_or_else(|| Problem::missing_field("sku").with_field("sku"))?;
     let client = state.pool.get().await?;
     match products::find(&**client, &ProductRef::Sku(sku.clone())).await? {
-        Some(p) => Ok(HttpResponse::Ok().json(p)),
+        Some(p) => Ok(HttpResponse::Ok().json(PublicProductView::from(p))),
         None => Err(Problem::not_found(format!("no product with sku {sku:?}"))),
     }
 }

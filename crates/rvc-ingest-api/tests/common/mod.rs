@@ -5,8 +5,26 @@ use rvc_test_support::TestDb;
 pub struct TestApp {
     pub base: String,
     pub db: TestDb,
+    /// Sends `key` (every scope) with each request.
     pub http: reqwest::Client,
+    /// Sends no key.
+    pub anon: reqwest::Client,
+    /// An API key with every scope.
+    pub key: String,
+    pub metrics_addr: Option<std::net::SocketAddr>,
     server: actix_web::dev::ServerHandle,
+}
+
+/// A client that sends `Authorization: Bearer <key>` with each request.
+pub fn client_with_key(key: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let mut value: reqwest::header::HeaderValue = format!("Bearer {key}").parse().unwrap();
+    value.set_sensitive(true);
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
 }
 
 impl TestApp {
@@ -15,22 +33,33 @@ impl TestApp {
     }
 
     pub async fn spawn_with(limits: Limits) -> Self {
+        Self::spawn_configured(|c| c.limits = limits).await
+    }
+
+    /// Starts the API with the test defaults, then `tweak` applied to its configuration.
+    pub async fn spawn_configured(tweak: impl FnOnce(&mut Config)) -> Self {
         let db = TestDb::new().await;
         let mut config = <Config as clap::Parser>::parse_from(["rvc-ingest-api"]);
         config.http_addr = "127.0.0.1:0".into();
         config.db.database_url = db.url.clone().into();
         config.auto_migrate = false;
         config.http_workers = 2;
-        config.limits = limits;
+        config.auth = rvc_auth::AuthArgs::default();
+        tweak(&mut config);
         let app = Application::build(config).await.unwrap();
+        let metrics_addr = app.metrics_addr();
         let base = format!("http://{}", app.addr());
         let server = app.into_server();
         let handle = server.handle();
         tokio::spawn(server);
+        let key = db.admin_key().await;
         Self {
             base,
+            http: client_with_key(&key),
+            anon: reqwest::Client::new(),
+            key,
             db,
-            http: reqwest::Client::new(),
+            metrics_addr,
             server: handle,
         }
     }
