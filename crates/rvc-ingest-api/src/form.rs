@@ -48,6 +48,7 @@ pub async fn read_product(mut payload: Multipart, limits: &Limits) -> Result<New
     let image_limits = ImageLimits {
         max_width: limits.max_image_dimension,
         max_height: limits.max_image_dimension,
+        ..ImageLimits::default()
     };
     while let Some(mut field) = payload.try_next().await.map_err(multipart_problem)? {
         let name = field.name().unwrap_or_default().to_owned();
