@@ -10,9 +10,12 @@ RESTART_RESET_SECS="${RESTART_RESET_SECS:-60}"
 RESTART_DELAY_MAX_SECS="${RESTART_DELAY_MAX_SECS:-30}"
 
 supervise() {
+  # runs in its own background subshell: failing exits are its business, not errexit's
+  set +e
   local name="$1"; shift
   local child=0 stopping=0 crashes=0 delay=1 code started napper=0
-  trap 'stopping=1; kill -TERM "$child" "$napper" 2>/dev/null' TERM
+  # (never `kill 0`: that would signal the whole process group)
+  trap 'stopping=1; for p in "$child" "$napper"; do [ "$p" -gt 0 ] && kill -TERM "$p" 2>/dev/null; done' TERM
   while :; do
     # its own session: a Ctrl-C on the terminal reaches run-local.sh only, which stops the
     # processes through their supervisors (no restart race)

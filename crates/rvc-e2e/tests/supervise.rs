@@ -15,7 +15,7 @@ fn supervisor(dir: &std::path::Path, name: &str, cmd: &str) -> std::process::Chi
     Command::new("bash")
         .arg("-c")
         .arg(format!(
-            ". '{}'; supervise {name} sh -c '{cmd}'",
+            "set -euo pipefail; . '{}'; supervise {name} sh -c '{cmd}'",
             lib.display()
         ))
         .current_dir(dir)
