@@ -133,7 +133,7 @@ async fn fifty_concurrent_40_mib_uploads_stay_under_the_memory_bound_and_all_get
          peak RSS {peak} MiB, {took:?}"
     );
     assert_eq!(bad_request + busy, CLIENTS, "every request got an answer");
-    assert!(bad_request >= 4, "some requests were admitted and read");
+    assert!(bad_request >= 1, "some requests were admitted and read");
     assert!(
         peak < RSS_BOUND_MIB,
         "peak RSS {peak} MiB over the {RSS_BOUND_MIB} MiB bound"
