@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Starts the whole system on loopback: the Kafka-protocol broker (tansu), the S3-protocol server
 # (s3s-fs), the vector index (rvc-vector-index over qdrant-edge), the ML service, the API and the
-# three workers. Data lives under var/, logs under var/log/. Ctrl-C (or SIGTERM) stops every
-# process gracefully. Variables in .env (see .env.example) override the defaults below.
+# three workers. Data lives under var/, logs under var/log/. A process that exits is restarted
+# with a backoff and the console says so (scripts/lib/supervise.sh); Ctrl-C (or SIGTERM) stops
+# every process gracefully, and so does a process that keeps crashing (RESTART_MAX quick exits
+# in a row). Variables in .env (see .env.example) override the defaults below.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
@@ -28,25 +30,26 @@ export VECTOR_DATA_DIR="${VECTOR_DATA_DIR:-$repo/var/vector-index}"
 bin="$repo/target/debug"
 cargo_bin="${CARGO_HOME:-$HOME/.cargo}/bin"
 mkdir -p var/log var/s3
+. "$repo/scripts/lib/supervise.sh"
 
-pids=()
+pids=()   # supervisors, one per process
 names=()
 stop() {
   trap - INT TERM
   echo; echo "stopping..."
-  # workers and API first, then the services they use
+  # workers and API first, then the services they use; each supervisor TERMs its process
   for ((i=${#pids[@]}-1; i>=0; i--)); do kill -TERM "${pids[$i]}" 2>/dev/null || true; done
   wait || true
   echo "stopped"
-  exit 0
+  exit "${1:-0}"
 }
 trap stop INT TERM
 
-start() { # name, then the command
+start() { # name, then the command; restarted with a backoff when it exits
   local name="$1"; shift
-  "$@" >"var/log/$name.log" 2>&1 &
+  : >"var/log/$name.log"
+  supervise "$name" "$@" &
   pids+=($!); names+=("$name")
-  echo "started $name (pid $!, log var/log/$name.log)"
 }
 
 wait_port() { # host:port name
@@ -125,12 +128,12 @@ Read API:   grpc $GRPC_ADDR (rvc.catalog.v1.ProductService), http://$CATALOG_HTT
 POS client: .venv/bin/python scripts/pos-client.py --addr $GRPC_ADDR <product id>...
 Events:     .venv/bin/python scripts/read-events.py --brokers $KAFKA_BROKERS --topic $KAFKA_TOPIC
 Outbox:     target/debug/rvcctl outbox stats
-Ctrl-C stops everything.
+A process that exits is restarted (the console says so). Ctrl-C stops everything.
 MSG
-# If any process exits, say which and stop the rest.
+# Supervisors only return when their process keeps crashing: then stop everything.
 set +e
 wait -n "${pids[@]}"
 for i in "${!pids[@]}"; do
-  kill -0 "${pids[$i]}" 2>/dev/null || echo "${names[$i]} exited; see var/log/${names[$i]}.log" >&2
+  kill -0 "${pids[$i]}" 2>/dev/null || echo "${names[$i]} keeps crashing; stopping the system (see var/log/${names[$i]}.log)" >&2
 done
-stop
+stop 1

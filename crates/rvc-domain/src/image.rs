@@ -51,11 +51,23 @@ impl ImageFormat {
     }
 }
 
+/// The one pixel limit of the catalog: ingest refuses a photo of more pixels (width × height)
+/// and the ML service decodes none larger, so an accepted photo can always be embedded.
+pub const MAX_IMAGE_PIXELS: u64 = 50_000_000;
+/// The most elongated photo accepted, long side : short side. A thin strip (8192×1) would
+/// otherwise pass every other check and make the ML service's resize (short side → 256)
+/// allocate gigapixels; no product photo is this thin.
+pub const MAX_ASPECT_RATIO: u32 = 20;
+
 /// Limits on accepted photos.
 #[derive(Debug, Clone, Copy)]
 pub struct ImageLimits {
     pub max_width: u32,
     pub max_height: u32,
+    /// Width × height, at most [`MAX_IMAGE_PIXELS`] (the ML service's limit).
+    pub max_pixels: u64,
+    /// Long side / short side, at most [`MAX_ASPECT_RATIO`].
+    pub max_aspect_ratio: u32,
 }
 
 impl Default for ImageLimits {
@@ -63,8 +75,37 @@ impl Default for ImageLimits {
         Self {
             max_width: 8192,
             max_height: 8192,
+            max_pixels: MAX_IMAGE_PIXELS,
+            max_aspect_ratio: MAX_ASPECT_RATIO,
         }
     }
+}
+
+/// Checks the pixel count and the aspect ratio of a `width`×`height` image against the
+/// catalog's limits (shared by ingest and the ML service). `Err` says why, for people.
+pub fn check_pixels_and_aspect(
+    width: u32,
+    height: u32,
+    max_pixels: u64,
+    max_aspect_ratio: u32,
+) -> Result<(), DomainError> {
+    let pixels = u64::from(width) * u64::from(height);
+    if pixels > max_pixels {
+        return Err(DomainError::ImageTooLarge(format!(
+            "image is {width}x{height} = {pixels} pixels; at most {max_pixels} pixels are accepted"
+        )));
+    }
+    let (long, short) = (width.max(height), width.min(height).max(1));
+    if u64::from(long) > u64::from(short) * u64::from(max_aspect_ratio) {
+        return Err(DomainError::invalid(
+            "images",
+            format!(
+                "image is {width}x{height}, an aspect ratio over {max_aspect_ratio}:1; \
+                 photos may be at most {max_aspect_ratio} times longer than wide"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// A photo whose format and dimensions were read from its header (the pixels are not decoded).
@@ -110,6 +151,12 @@ impl SniffedImage {
                 limits.max_width, limits.max_height
             )));
         }
+        check_pixels_and_aspect(
+            width,
+            height,
+            limits.max_pixels.min(MAX_IMAGE_PIXELS),
+            limits.max_aspect_ratio.min(MAX_ASPECT_RATIO),
+        )?;
         Ok(Self {
             format,
             width,
@@ -161,5 +208,24 @@ mod tests {
         assert!(matches!(big, Err(DomainError::ImageTooLarge(_))));
         let gif = SniffedImage::inspect(b"GIF89a\x01\x00\x01\x00", ImageLimits::default());
         assert!(matches!(gif, Err(DomainError::UnsupportedImage(_))));
+    }
+
+    /// Issue 11, item 6: an 8192×1 strip passed every check before.
+    #[test]
+    fn refuses_thin_strips_and_more_pixels_than_the_ml_service_decodes() {
+        let strip = SniffedImage::inspect(&png_header(8192, 1), ImageLimits::default());
+        match strip {
+            Err(DomainError::Invalid { field, reason }) => {
+                assert_eq!(field, "images");
+                assert!(reason.contains("aspect ratio"), "{reason}");
+            }
+            other => panic!("accepted a strip: {other:?}"),
+        }
+        let tall = SniffedImage::inspect(&png_header(100, 2001), ImageLimits::default());
+        assert!(matches!(tall, Err(DomainError::Invalid { .. })));
+        SniffedImage::inspect(&png_header(2000, 100), ImageLimits::default()).unwrap();
+        // 8192² passed the side limits but is more than the ML service decodes.
+        let huge = SniffedImage::inspect(&png_header(8192, 8192), ImageLimits::default());
+        assert!(matches!(huge, Err(DomainError::ImageTooLarge(_))));
     }
 }

@@ -7,7 +7,10 @@ mod image;
 mod product;
 mod status;
 
-pub use image::{ImageFormat, ImageLimits, SniffedImage};
+pub use image::{
+    check_pixels_and_aspect, ImageFormat, ImageLimits, SniffedImage, MAX_ASPECT_RATIO,
+    MAX_IMAGE_PIXELS,
+};
 pub use product::{CategoryName, Currency, Price, ProductName, Sku};
 pub use status::{OutboxKind, OutboxState, ProductStatus};
 

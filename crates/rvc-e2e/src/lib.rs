@@ -112,7 +112,11 @@ impl Proc {
     pub fn start(bin: &str, log_dir: &Path, env: &[(&str, String)]) -> Self {
         let path = binary(bin);
         let log = log_dir.join(format!("{bin}.log"));
-        let out = std::fs::File::create(&log).expect("log file");
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("log file");
         let err = out.try_clone().expect("log file");
         let mut cmd = Command::new(&path);
         cmd.current_dir(log_dir)

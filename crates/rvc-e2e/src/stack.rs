@@ -15,6 +15,8 @@ use crate::{repo_root, Proc};
 
 pub const TOPIC: &str = "catalog.product-events";
 pub const COLLECTION: &str = "e2e_product_images";
+/// The worker binaries, in the order of [`Stack::workers`].
+pub const WORKERS: [&str; 3] = ["rvc-image-uploader", "rvc-vectorizer", "rvc-relay"];
 
 /// Every process of the system, killed on drop.
 pub struct Stack {
@@ -30,6 +32,12 @@ pub struct Stack {
     pub index: Proc,
     pub api: Proc,
     pub workers: Vec<Proc>,
+    /// The environment each of `workers` was started with (for [`Stack::restart_worker`]).
+    pub worker_envs: Vec<Vec<(String, String)>>,
+}
+
+fn borrowed(env: &[(String, String)]) -> Vec<(&str, String)> {
+    env.iter().map(|(k, v)| (k.as_str(), v.clone())).collect()
 }
 
 fn addr(port: u16) -> SocketAddr {
@@ -106,25 +114,22 @@ impl Stack {
         ];
         common.extend(worker_env.iter().cloned());
         common.extend(all_env.iter().cloned());
-        let with = |extra: Vec<(&'static str, String)>| {
-            let mut v = common.clone();
-            v.extend(extra);
-            v
+        // `worker_env` comes last, so a test may override these (GC_ENABLED ...).
+        let with = |extra: Vec<(&str, String)>| -> Vec<(String, String)> {
+            extra
+                .into_iter()
+                .chain(common.iter().cloned())
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect()
         };
-        let uploader = Proc::start(
-            "rvc-image-uploader",
-            dir.path(),
-            &with(
+        let envs = vec![
+            with(
                 s3.env()
                     .into_iter()
                     .chain([("GC_ENABLED", "false".to_owned())])
                     .collect(),
             ),
-        );
-        let vectorizer = Proc::start(
-            "rvc-vectorizer",
-            dir.path(),
-            &with(
+            with(
                 s3.env()
                     .into_iter()
                     .chain([
@@ -134,17 +139,18 @@ impl Stack {
                     ])
                     .collect(),
             ),
-        );
-        let relay = Proc::start(
-            "rvc-relay",
-            dir.path(),
-            &with(vec![
+            with(vec![
                 ("KAFKA_BROKERS", kafka.bootstrap()),
                 ("KAFKA_TOPIC", TOPIC.to_owned()),
                 ("QDRANT_URL", qdrant_url.clone()),
                 ("QDRANT_COLLECTION", COLLECTION.to_owned()),
             ]),
-        );
+        ];
+        let workers = WORKERS
+            .iter()
+            .zip(&envs)
+            .map(|(name, env)| Proc::start(name, dir.path(), &borrowed(env)))
+            .collect();
         Self {
             db,
             s3,
@@ -157,8 +163,19 @@ impl Stack {
             ml,
             index,
             api,
-            workers: vec![uploader, vectorizer, relay],
+            workers,
+            worker_envs: envs,
         }
+    }
+
+    /// SIGKILLs worker `i` (of [`WORKERS`]), as a crash.
+    pub fn kill_worker(&mut self, i: usize) {
+        self.workers[i].child.kill();
+    }
+
+    /// Starts worker `i` again with the environment it had (its log is appended to).
+    pub fn restart_worker(&mut self, i: usize) {
+        self.workers[i] = Proc::start(WORKERS[i], self.dir.path(), &borrowed(&self.worker_envs[i]));
     }
 
     /// Panics with the log of any process that exited.

@@ -114,6 +114,7 @@ async fn pipeline(
         poll_interval: Duration::from_millis(20),
         backoff: Backoff::default(),
         shutdown_grace: Duration::from_secs(5),
+        retry_window: Duration::from_secs(3600),
     };
     let w = Worker::new(
         Outbox::new(db.pool.clone(), "bench"),

@@ -15,6 +15,8 @@ pub enum UploaderError {
     Pool(#[from] deadpool_postgres::PoolError),
     #[error(transparent)]
     Outbox(#[from] rvc_outbox::OutboxError),
+    #[error(transparent)]
+    Store(#[from] rvc_store::StoreError),
     #[error("invalid GC_SCHEDULE {schedule:?}: {reason}")]
     Schedule { schedule: String, reason: String },
 }

@@ -10,8 +10,11 @@
 //!
 //! A key referred to by any other row (the current version, a version still in the pipeline,
 //! a photo still staged) is kept, whatever its age: the same photo (same sha256, same key) is
-//! shared by versions. Right before each batch of deletions the references are checked again
-//! in Postgres, and every orphan is HEADed again (an upload may just have rewritten it).
+//! shared by versions. Every orphan is HEADed again (an upload may just have rewritten it),
+//! and right before deleting a product's keys they are classified again in Postgres while GC
+//! holds that product's object lock ([`lock_product_objects`]), which the upload step takes
+//! before dropping staged bytes: a newer version that re-adds a photo either is seen by GC
+//! (object kept) or finds the object gone at its commit (bytes kept, PUT again).
 use crate::error::{DbContext, UploaderError};
 use chrono::{DateTime, Utc};
 use rvc_objects::{ObjectMeta, ObjectStore};
@@ -24,6 +27,26 @@ use uuid::Uuid;
 pub const PRODUCTS_PREFIX: &str = "products/";
 /// Keys classified per query and deleted per re-check.
 const BATCH: usize = 500;
+/// First key of the advisory lock on one product's objects (the second is
+/// `hashtext(product_id)`); "OBJS".
+const OBJECTS_LOCK_CLASS: i32 = 0x4F42_4A53;
+
+/// Takes the transaction-scoped lock on `product_id`'s objects. GC holds it from its last
+/// classification of a product's keys to their DELETEs; the upload step holds it from
+/// verifying its objects to dropping the staged bytes. So either the upload's commit sees the
+/// object gone (and keeps the bytes, to PUT again) or GC sees the new version's row (and
+/// keeps the object): no window is left in between.
+pub async fn lock_product_objects<C: tokio_postgres::GenericClient>(
+    tx: &C,
+    product_id: Uuid,
+) -> Result<(), tokio_postgres::Error> {
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1, hashtext($2::uuid::text))",
+        &[&OBJECTS_LOCK_CLASS, &product_id],
+    )
+    .await?;
+    Ok(())
+}
 
 /// Why an object is (or would be) deleted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -135,8 +158,8 @@ enum Refs {
 /// Classifies `keys` against `product_images`. A row refers to a key by its `object_key`,
 /// or (staged or not) by its product id and sha256, the parts of the deterministic key: a
 /// photo still staged is thus protected before its upload has committed.
-async fn classify(
-    client: &deadpool_postgres::Client,
+async fn classify<C: tokio_postgres::GenericClient>(
+    client: &C,
     keys: &[&str],
 ) -> Result<HashMap<String, Refs>, UploaderError> {
     let mut out = HashMap::with_capacity(keys.len());
@@ -210,12 +233,12 @@ pub async fn collect_orphans(
         .unwrap_or(DateTime::<Utc>::MIN_UTC);
     let objects = store.list(PRODUCTS_PREFIX).await?;
     report.scanned = objects.len();
-    let client = pool.get().await?;
+    let mut client = pool.get().await?;
 
     let mut candidates: Vec<(ObjectMeta, GcReason)> = Vec::new();
     for chunk in objects.chunks(BATCH) {
         let keys: Vec<&str> = chunk.iter().map(|o| o.key.as_str()).collect();
-        let refs = classify(&client, &keys).await?;
+        let refs = classify(pg_client(&client), &keys).await?;
         for o in chunk {
             match refs.get(&o.key).copied().unwrap_or(Refs::Live) {
                 Refs::Live => report.referenced += 1,
@@ -246,33 +269,42 @@ pub async fn collect_orphans(
                 }
             }
             batch = fresh;
-            // And ask Postgres again, right before deleting.
-            let keys: Vec<&str> = batch.iter().map(|(o, _)| o.key.as_str()).collect();
-            let refs = classify(&client, &keys).await?;
-            batch.retain(|(o, reason)| {
-                let still = matches!(
-                    (refs.get(&o.key).copied().unwrap_or(Refs::Live), reason),
-                    (Refs::None, GcReason::Orphan) | (Refs::SupersededOnly, _)
-                );
-                if !still {
-                    report.rechecked_kept += 1;
-                }
-                still
-            });
         }
-        for (o, reason) in batch {
-            if !dry_run {
-                store.delete(&o.key).await?;
-                metrics::counter!("rvc_gc_deleted_total", "reason" => reason.as_str()).increment(1);
-                tracing::info!(key = %o.key, reason = reason.as_str(), size = o.size,
-                    last_modified = %o.last_modified, "gc deleted object");
+        if dry_run {
+            for (o, reason) in batch {
+                report.deleted.push(GcItem {
+                    key: o.key,
+                    reason,
+                    size: o.size,
+                    last_modified: o.last_modified,
+                });
             }
-            report.deleted.push(GcItem {
-                key: o.key,
-                reason,
-                size: o.size,
-                last_modified: o.last_modified,
-            });
+            continue;
+        }
+        // Then, product by product under the product's object lock, ask Postgres again and
+        // delete what is still unreferenced or superseded before releasing the lock.
+        let mut by_product: std::collections::BTreeMap<Uuid, Vec<(ObjectMeta, GcReason)>> =
+            Default::default();
+        let mut unparsed = Vec::new();
+        for (o, reason) in batch {
+            match parse_key(&o.key) {
+                Some((pid, _)) => by_product.entry(pid).or_default().push((o, reason)),
+                None => unparsed.push((o, reason)),
+            }
+        }
+        for (pid, items) in by_product {
+            let tx = tokio_postgres::Client::transaction(&mut client)
+                .await
+                .ctx("gc begin")?;
+            lock_product_objects(&tx, pid)
+                .await
+                .ctx("lock product objects")?;
+            delete_rechecked(&tx, store, items, &mut report).await?;
+            tx.commit().await.ctx("gc commit")?;
+        }
+        if !unparsed.is_empty() {
+            // Keys that name no product (planted by hand) cannot be re-added by an upload.
+            delete_rechecked(pg_client(&client), store, unparsed, &mut report).await?;
         }
     }
     tracing::info!(
@@ -287,6 +319,45 @@ pub async fn collect_orphans(
         "orphan collection finished"
     );
     Ok(report)
+}
+
+fn pg_client(c: &deadpool_postgres::Client) -> &tokio_postgres::Client {
+    c
+}
+
+/// Classifies `items` again in `db` and deletes those still unreferenced (orphans) or
+/// superseded; the caller holds the product's object lock in `db` when the keys name one.
+async fn delete_rechecked<C: tokio_postgres::GenericClient>(
+    db: &C,
+    store: &dyn ObjectStore,
+    mut items: Vec<(ObjectMeta, GcReason)>,
+    report: &mut GcReport,
+) -> Result<(), UploaderError> {
+    let keys: Vec<&str> = items.iter().map(|(o, _)| o.key.as_str()).collect();
+    let refs = classify(db, &keys).await?;
+    items.retain(|(o, reason)| {
+        let still = matches!(
+            (refs.get(&o.key).copied().unwrap_or(Refs::Live), reason),
+            (Refs::None, GcReason::Orphan) | (Refs::SupersededOnly, _)
+        );
+        if !still {
+            report.rechecked_kept += 1;
+        }
+        still
+    });
+    for (o, reason) in items {
+        store.delete(&o.key).await?;
+        metrics::counter!("rvc_gc_deleted_total", "reason" => reason.as_str()).increment(1);
+        tracing::info!(key = %o.key, reason = reason.as_str(), size = o.size,
+            last_modified = %o.last_modified, "gc deleted object");
+        report.deleted.push(GcItem {
+            key: o.key,
+            reason,
+            size: o.size,
+            last_modified: o.last_modified,
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

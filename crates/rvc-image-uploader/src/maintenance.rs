@@ -1,5 +1,6 @@
 //! Scheduled maintenance inside the uploader process (apalis 1.0 + apalis-cron 1.0): on each
-//! tick of `GC_SCHEDULE`, prune done outbox rows older than `OUTBOX_RETENTION_HOURS` and, when
+//! tick of `GC_SCHEDULE`, prune done outbox rows older than `OUTBOX_RETENTION_HOURS` and stored
+//! idempotency keys older than `IDEMPOTENCY_RETENTION_HOURS`, and, when
 //! `GC_ENABLED`, collect orphaned objects. Several uploader processes may run: a Postgres
 //! advisory lock lets one of them do a tick's work, the others skip it.
 use crate::error::{DbContext, UploaderError};
@@ -33,6 +34,10 @@ pub struct MaintenanceArgs {
     /// Done outbox rows older than this are deleted.
     #[arg(long, env = "OUTBOX_RETENTION_HOURS", default_value_t = 168)]
     pub outbox_retention_hours: u64,
+    /// Stored Idempotency-Key responses older than this are deleted (a retry after that is
+    /// a new request).
+    #[arg(long, env = "IDEMPOTENCY_RETENTION_HOURS", default_value_t = 168)]
+    pub idempotency_retention_hours: u64,
 }
 
 impl MaintenanceArgs {
@@ -42,6 +47,10 @@ impl MaintenanceArgs {
 
     pub fn retention(&self) -> Duration {
         Duration::from_secs(self.outbox_retention_hours.saturating_mul(3600))
+    }
+
+    pub fn idempotency_retention(&self) -> Duration {
+        Duration::from_secs(self.idempotency_retention_hours.saturating_mul(3600))
     }
 
     /// The parsed schedule (5-field expressions get a leading `0` seconds field).
@@ -67,6 +76,7 @@ pub struct Maintenance {
     pub gc_enabled: bool,
     pub grace: Duration,
     pub retention: Duration,
+    pub idempotency_retention: Duration,
 }
 
 impl Maintenance {
@@ -81,6 +91,7 @@ impl Maintenance {
             gc_enabled: args.gc_enabled,
             grace: args.grace(),
             retention: args.retention(),
+            idempotency_retention: args.idempotency_retention(),
         }
     }
 
@@ -113,6 +124,15 @@ impl Maintenance {
         let outbox = Outbox::new(self.pool.clone(), "rvc-image-uploader-maintenance");
         let pruned = outbox.prune_done(self.retention).await?;
         metrics::counter!("rvc_outbox_pruned_total").increment(pruned);
+        let keys = rvc_store::retention::prune_idempotency_keys(
+            &**self.pool.get().await?,
+            self.idempotency_retention,
+        )
+        .await?;
+        metrics::counter!("rvc_idempotency_keys_pruned_total").increment(keys);
+        if keys > 0 {
+            tracing::info!(rows = keys, "pruned idempotency keys");
+        }
         if self.gc_enabled {
             collect_orphans(&self.pool, self.store.as_ref(), self.grace, false).await?;
         }

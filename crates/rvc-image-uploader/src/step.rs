@@ -240,6 +240,31 @@ impl Step for UploadStep {
         if output.photos.is_empty() {
             return Ok(());
         }
+        // Under the product's object lock (GC deletes a product's keys only while holding
+        // it), check that every object is still there before the staged bytes go: an object
+        // GC deleted after our HEAD or PUT is found missing here, the bytes stay, and the
+        // retry PUTs it again. Once this commits, the row refers to the key and GC keeps it.
+        crate::gc::lock_product_objects(tx, job.product_id).await?;
+        let heads = join_all(output.photos.iter().map(|p| async move {
+            let present = self
+                .store
+                .head(&p.key)
+                .await
+                .map_err(|e| self.classify(job, p.ordinal, &p.key, e))?;
+            Ok::<_, StepError>((p, present.is_some()))
+        }))
+        .await;
+        for h in heads {
+            let (p, present) = h?;
+            if !present {
+                metrics::counter!("rvc_uploader_vanished_before_commit_total").increment(1);
+                return Err(StepError::retryable(format!(
+                    "photo {} of product {} v{}: object {} disappeared before the upload committed \
+                     (collected as an orphan or superseded object); staged bytes kept, it is PUT again",
+                    p.ordinal, job.product_id, job.product_version, p.key
+                )));
+            }
+        }
         let ordinals: Vec<i16> = output.photos.iter().map(|p| p.ordinal).collect();
         let keys: Vec<&str> = output.photos.iter().map(|p| p.key.as_str()).collect();
         tx.execute(

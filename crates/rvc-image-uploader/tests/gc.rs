@@ -222,12 +222,21 @@ async fn the_schedule_prunes_the_outbox_and_collects_orphans() {
             .await,
         2
     );
+    // Issue 11, item 9: idempotency keys are pruned by age (before, never).
+    pg.batch_execute(
+        "INSERT INTO idempotency_keys (idempotency_key, request_hash, response_status, response_body, created_at)
+         VALUES ('old', 'h', 202, '\\x00', now() - interval '25 hours'),
+                ('fresh', 'h', 202, '\\x00', now() - interval '1 hour')",
+    )
+    .await
+    .unwrap();
 
     let args = MaintenanceArgs {
         gc_enabled: true,
         gc_schedule: "* * * * * *".into(), // every second
         gc_grace_secs: 3600,
         outbox_retention_hours: 168,
+        idempotency_retention_hours: 24,
     };
     let stop = tokio_util::sync::CancellationToken::new();
     let task = maintenance::spawn(
@@ -241,6 +250,7 @@ async fn the_schedule_prunes_the_outbox_and_collects_orphans() {
             .count("SELECT count(*) FROM outbox WHERE state = 'done'")
             .await
             > 0
+        || db.count("SELECT count(*) FROM idempotency_keys").await > 1
     {
         assert!(
             std::time::Instant::now() < deadline,
@@ -263,6 +273,12 @@ async fn the_schedule_prunes_the_outbox_and_collects_orphans() {
             .await,
         2,
         "pending rows stay"
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM idempotency_keys WHERE idempotency_key = 'fresh'")
+            .await,
+        1,
+        "keys younger than the retention stay"
     );
 
     // Bad schedules are refused with the variable's name.
@@ -323,4 +339,97 @@ async fn gc_once_flag_of_the_binary() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("deleted orphan     {orphan}")));
     assert!(store.head(&orphan).await.unwrap().is_none());
+}
+
+/// Issue 11, item 2. v1 has photos A and B, v2 only B (A superseded, everything indexed). v3
+/// re-adds A: its upload HEADs A (still there), skips the PUT, and then the DELETE of a GC
+/// pass that classified A before v3 existed lands, before the upload commits. Before the fix
+/// the commit dropped A's staged bytes anyway and the only copy was gone. Now the commit
+/// checks its objects under the product's object lock (which GC holds from its last
+/// classification to its DELETEs), keeps the bytes and fails retryably; the retry PUTs A.
+#[tokio::test]
+async fn an_object_deleted_between_upload_and_commit_is_put_again_not_lost() {
+    let backend = Backend::fs();
+    let db = TestDb::new().await;
+    let store = backend.store().await;
+    let (a, b) = (png(11, 16, 16), png(12, 16, 16));
+    let w = worker(&db, store.clone(), worker_config());
+    let (pid, _) = ingest_one(&db, &product("SKU-RE", &[a.clone(), b.clone()])).await;
+    drain(&w, &db, Duration::from_secs(30)).await;
+    let (_, v2) = ingest_one(&db, &product("SKU-RE", std::slice::from_ref(&b))).await;
+    drain(&w, &db, Duration::from_secs(30)).await;
+    let pg = db.pool.get().await.unwrap();
+    pg.batch_execute(
+        "UPDATE products SET status = 'indexed';
+         UPDATE outbox SET state = 'done', completed_at = now(), lease_token = NULL",
+    )
+    .await
+    .unwrap();
+    let key_a = format!("products/{pid}/{}.png", rvc_domain::sha256_hex(&a));
+
+    let (_, v3) = ingest_one(&db, &product("SKU-RE", &[a.clone(), b.clone()])).await;
+    assert_eq!(v3, v2 + 1);
+    let outbox = Outbox::new(db.pool.clone(), "race");
+    let step = UploadStep::new(db.pool.clone(), store.clone());
+    let jobs = outbox
+        .claim(
+            rvc_domain::OutboxKind::UploadImages,
+            1,
+            Duration::from_secs(30),
+            false,
+        )
+        .await
+        .unwrap();
+    let out = step.execute(&jobs[0]).await.unwrap();
+    assert!(
+        out.photos.iter().any(|p| p.key == key_a && !p.put),
+        "A was still there: PUT skipped"
+    );
+    // The DELETE of a GC pass that decided before v3 was ingested.
+    store.delete(&key_a).await.unwrap();
+
+    let mut c = db.client().await;
+    let tx = c.transaction().await.unwrap();
+    if step.commit(&tx, &jobs[0], out).await.is_ok() {
+        Outbox::complete_in(&tx, rvc_domain::OutboxKind::UploadImages, &jobs)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+    } else {
+        drop(tx);
+        outbox
+            .fail(
+                &jobs[0],
+                &rvc_outbox::StepError::retryable("object vanished"),
+                &rvc_outbox::Backoff {
+                    base: Duration::from_millis(1),
+                    max: Duration::from_millis(1),
+                },
+                HOUR,
+            )
+            .await
+            .unwrap();
+    }
+    drain(&w, &db, Duration::from_secs(30)).await;
+
+    let staged_or_stored: bool = db
+        .client()
+        .await
+        .query_one(
+            "SELECT staged_bytes IS NOT NULL OR object_key IS NOT NULL FROM product_images
+             WHERE product_id = $1 AND version = $2 AND ordinal = 0",
+            &[&pid, &v3],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(staged_or_stored);
+    assert!(
+        store.head(&key_a).await.unwrap().is_some(),
+        "the current version's photo A exists in object storage"
+    );
+    let staged: i64 = db
+        .count("SELECT count(*) FROM product_images WHERE staged_bytes IS NOT NULL")
+        .await;
+    assert_eq!(staged, 0, "every photo uploaded in the end");
 }

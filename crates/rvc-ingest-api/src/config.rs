@@ -58,6 +58,29 @@ pub struct Limits {
     /// Largest photo width and height in pixels.
     #[arg(long, env = "MAX_IMAGE_DIMENSION", default_value_t = 8192)]
     pub max_image_dimension: u32,
+    /// Request bodies (photos) held in memory at once, all requests together, in bytes. A
+    /// request reserves its Content-Length (or the largest allowed body) before its body is
+    /// read; when the reservation cannot be made within INGEST_ADMISSION_WAIT_MS the answer is
+    /// 503 with Retry-After.
+    #[arg(long, env = "MAX_INFLIGHT_BODY_BYTES", default_value_t = 256 * 1024 * 1024)]
+    pub max_inflight_body_bytes: usize,
+    /// How long a request may wait for room among the in-flight bodies, in milliseconds.
+    #[arg(long, env = "INGEST_ADMISSION_WAIT_MS", default_value_t = 2000)]
+    pub admission_wait_ms: u64,
+    /// How long a client may take to send its whole body, in seconds (then 408).
+    #[arg(long, env = "BODY_READ_TIMEOUT_SECS", default_value_t = 60)]
+    pub body_read_timeout_secs: u64,
+    /// How long a request may wait for a database connection, in milliseconds (then 503).
+    #[arg(long, env = "DATABASE_POOL_WAIT_MS", default_value_t = 5000)]
+    pub db_pool_wait_ms: u64,
+}
+
+impl Limits {
+    /// The largest multipart body a valid request can have: the photos plus room for the
+    /// text fields and the multipart framing.
+    pub fn max_body_bytes(&self) -> usize {
+        self.max_total_bytes.saturating_add(1024 * 1024)
+    }
 }
 
 impl Default for Limits {
@@ -68,6 +91,10 @@ impl Default for Limits {
             max_image_bytes: 10 * 1024 * 1024,
             max_total_bytes: 50 * 1024 * 1024,
             max_image_dimension: 8192,
+            max_inflight_body_bytes: 256 * 1024 * 1024,
+            admission_wait_ms: 2000,
+            body_read_timeout_secs: 60,
+            db_pool_wait_ms: 5000,
         }
     }
 }

@@ -51,6 +51,7 @@ pub async fn read_product(mut payload: Multipart, limits: &Limits) -> Result<New
     let image_limits = ImageLimits {
         max_width: limits.max_image_dimension,
         max_height: limits.max_image_dimension,
+        ..ImageLimits::default()
     };
     let mut parts: usize = 0;
     while let Some(mut field) = payload.try_next().await.map_err(multipart_problem)? {

@@ -15,6 +15,9 @@ pub struct Problem {
     /// The request field the problem is about, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// Seconds for a `Retry-After` header (503 when the server is full).
+    #[serde(skip)]
+    pub retry_after: Option<u64>,
 }
 
 impl Problem {
@@ -25,7 +28,24 @@ impl Problem {
             status: status.as_u16(),
             detail: detail.into(),
             field: None,
+            retry_after: None,
         }
+    }
+
+    /// Adds a `Retry-After: secs` header to the answer.
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
+    }
+
+    /// 408: the client did not send its body in time.
+    pub fn body_timeout(secs: u64) -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body-timeout",
+            "Request body too slow",
+            format!("the request body was not received within {secs} s; nothing was written"),
+        )
     }
 
     pub fn with_field(mut self, field: &str) -> Self {
@@ -124,9 +144,12 @@ impl ResponseError for Problem {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status_code())
-            .content_type("application/problem+json")
-            .json(self)
+        let mut res = HttpResponse::build(self.status_code());
+        res.content_type("application/problem+json");
+        if let Some(secs) = self.retry_after {
+            res.insert_header((actix_web::http::header::RETRY_AFTER, secs.to_string()));
+        }
+        res.json(self)
     }
 }
 
@@ -156,7 +179,15 @@ impl From<tokio_postgres::Error> for Problem {
 
 impl From<deadpool_postgres::PoolError> for Problem {
     fn from(e: deadpool_postgres::PoolError) -> Self {
+        if matches!(e, deadpool_postgres::PoolError::Timeout(_)) {
+            tracing::warn!(error = %e, "no database connection free within DATABASE_POOL_WAIT_MS");
+            return Problem::unavailable(
+                "the server is busy (no database connection free); nothing was written, retry later",
+            )
+            .retry_after(1);
+        }
         tracing::error!(error = %e, "database unavailable");
         Problem::unavailable("the database is unavailable; nothing was written, retry later")
+            .retry_after(5)
     }
 }

@@ -22,6 +22,25 @@ pub struct AppState {
     pub limits: Limits,
     /// The read side's cache, invalidated right after each commit (None: no REDIS_URL).
     pub cache: Option<Arc<dyn rvc_cache::ProductCache>>,
+    /// Request-body bytes in memory, in KiB permits (`MAX_INFLIGHT_BODY_BYTES`).
+    pub admission: Arc<tokio::sync::Semaphore>,
+}
+
+impl AppState {
+    pub fn new(
+        pool: Pool,
+        limits: Limits,
+        cache: Option<Arc<dyn rvc_cache::ProductCache>>,
+    ) -> Self {
+        let kib =
+            (limits.max_inflight_body_bytes / 1024).clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
+        Self {
+            pool,
+            admission: Arc::new(tokio::sync::Semaphore::new(kib)),
+            limits,
+            cache,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,7 +81,11 @@ impl Application {
             let applied = rvc_store::migrations::run(config.db.url()).await?;
             tracing::info!(applied = applied.len(), "migrations up to date");
         }
-        let pool = rvc_store::pool(config.db.url(), config.db.database_pool_size)?;
+        let pool = rvc_store::pool_with_wait(
+            config.db.url(),
+            config.db.database_pool_size,
+            std::time::Duration::from_millis(config.limits.db_pool_wait_ms),
+        )?;
         let listener = TcpListener::bind(&config.http_addr).map_err(|source| StartError::Bind {
             addr: config.http_addr.clone(),
             source,
@@ -174,11 +197,7 @@ fn run(
     cache: Option<Arc<dyn rvc_cache::ProductCache>>,
 ) -> Result<Server, StartError> {
     let health = rvc_runtime::health::app_state(readiness(pool.clone()))?;
-    let state = web::Data::new(AppState {
-        pool,
-        limits,
-        cache,
-    });
+    let state = web::Data::new(AppState::new(pool, limits, cache));
     let openapi = ApiDoc::openapi();
     let mut server = HttpServer::new(move || {
         App::new()

@@ -145,6 +145,14 @@ impl KafkaProducer {
         Ok(n)
     }
 
+    /// Readiness: asks a broker for the topic's metadata (bounded by the request timeout).
+    /// Errors when no broker answers; an unknown topic is fine (the relay creates it).
+    pub async fn health_check(&self) -> Result<(), KafkaError> {
+        topic_partitions(&self.client, &self.topic, &self.opts)
+            .await
+            .map(|_| ())
+    }
+
     /// The partition count of the topic (cached after the first lookup).
     pub async fn partition_count(&self) -> Result<i32, KafkaError> {
         if let Some(n) = self.lock().partition_count {

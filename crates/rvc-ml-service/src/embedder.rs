@@ -48,8 +48,9 @@ pub struct EmbedderConfig {
     /// Name of the graph output that holds the embedding.
     #[arg(long, env = "ML_OUTPUT_NAME", default_value = "embedding")]
     pub output_name: String,
-    /// Largest accepted image, in pixels (width × height), checked before decoding.
-    #[arg(long, env = "ML_MAX_IMAGE_PIXELS", default_value_t = 50_000_000)]
+    /// Largest accepted image, in pixels (width × height), checked before decoding. Capped at
+    /// the catalog's one limit (`rvc_domain::MAX_IMAGE_PIXELS`), which ingest enforces too.
+    #[arg(long, env = "ML_MAX_IMAGE_PIXELS", default_value_t = rvc_domain::MAX_IMAGE_PIXELS)]
     pub max_image_pixels: u64,
 }
 
@@ -64,7 +65,7 @@ impl Default for EmbedderConfig {
             norm_mean: 127.5,
             norm_std: 127.5,
             output_name: "embedding".to_owned(),
-            max_image_pixels: 50_000_000,
+            max_image_pixels: rvc_domain::MAX_IMAGE_PIXELS,
         }
     }
 }
@@ -357,11 +358,14 @@ pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<DynamicImage, MlError> {
     if pixels == 0 {
         return Err(MlError::InvalidImage("image has no pixels".to_owned()));
     }
-    if pixels > max_pixels {
-        return Err(MlError::InvalidImage(format!(
-            "image is {w}x{h} = {pixels} pixels; the limit is {max_pixels}"
-        )));
-    }
+    // The catalog's one pixel and aspect-ratio limit (ingest refuses the same images).
+    rvc_domain::check_pixels_and_aspect(
+        w,
+        h,
+        max_pixels.min(rvc_domain::MAX_IMAGE_PIXELS),
+        rvc_domain::MAX_ASPECT_RATIO,
+    )
+    .map_err(|e| MlError::InvalidImage(e.to_string()))?;
     let orientation = decoder
         .orientation()
         .unwrap_or(image::metadata::Orientation::NoTransforms);
@@ -372,9 +376,26 @@ pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<DynamicImage, MlError> {
 }
 
 /// Resize the short side to `resize` (triangle filter), centre crop `crop`×`crop`, normalise
-/// `(p - mean) / std`, lay out as NCHW RGB.
+/// `(p - mean) / std`, lay out as NCHW RGB. The long side is cropped *before* resizing to the
+/// span the centre crop uses (plus the filter's reach), so the resized buffer is about
+/// `resize × crop` whatever the image's aspect ratio.
 pub fn to_input(img: &DynamicImage, resize: u32, crop: u32, mean: f32, std: f32) -> Vec<f32> {
-    let rgb = img.to_rgb8();
+    let (w0, h0) = (img.width(), img.height());
+    let short = w0.min(h0).max(1);
+    // Source pixels the final crop covers along the long side, plus the triangle filter's
+    // support (one output pixel = short/resize source pixels) on each side.
+    let span = u64::from(short) * u64::from(crop) / u64::from(resize.max(1))
+        + 2 * u64::from(short.div_ceil(resize.max(1)))
+        + 2;
+    let keep = |long: u32| u32::try_from(span).unwrap_or(long).min(long);
+    let cropped = if w0 > h0 {
+        let kw = keep(w0);
+        img.crop_imm((w0 - kw) / 2, 0, kw, h0)
+    } else {
+        let kh = keep(h0);
+        img.crop_imm(0, (h0 - kh) / 2, w0, kh)
+    };
+    let rgb = cropped.to_rgb8();
     let (w, h) = rgb.dimensions();
     let (nw, nh) = if w <= h {
         (resize, scaled(h, resize, w))
@@ -438,6 +459,40 @@ mod tests {
         assert!(v.iter().all(|x| (-1.0..=1.0).contains(x)));
         // Blue channel is constant 255 -> 1.0 everywhere.
         assert!(v[2 * 224 * 224..].iter().all(|x| (*x - 1.0).abs() < 1e-6));
+    }
+
+    /// Issue 11, item 6: a thin strip is refused before its pixels are decoded (it made a
+    /// ~2-gigapixel resize buffer), and an elongated but accepted photo is cropped before it
+    /// is resized.
+    #[test]
+    fn thin_strips_are_refused_and_long_photos_cropped_before_resizing() {
+        let png = |w: u32, h: u32| {
+            let img = image::RgbImage::from_pixel(w, h, image::Rgb([10, 200, 30]));
+            let mut buf = Vec::new();
+            img.write_to(&mut Cursor::new(&mut buf), ImageFormat::Png)
+                .unwrap();
+            buf
+        };
+        let err = decode(&png(8192, 1), 50_000_000).unwrap_err();
+        assert!(
+            matches!(&err, MlError::InvalidImage(m) if m.contains("aspect ratio")),
+            "{err}"
+        );
+        // The pixel limit goes through the same shared check.
+        let err = decode(&png(300, 300), 10_000).unwrap_err();
+        assert!(
+            matches!(&err, MlError::InvalidImage(m) if m.contains("pixels")),
+            "{err}"
+        );
+
+        // 20:1 is accepted; the output is the same shape and the constant colour survives.
+        let img = decode(&png(4000, 200), 50_000_000).unwrap();
+        let v = to_input(&img, 256, 224, 127.5, 127.5);
+        assert_eq!(v.len(), 3 * 224 * 224);
+        let g = (200.0 - 127.5) / 127.5;
+        assert!(v[224 * 224..2 * 224 * 224]
+            .iter()
+            .all(|x| (*x - g).abs() < 1e-6));
     }
 
     #[test]

@@ -167,7 +167,35 @@ fn worker(
             continue;
         }
         let started = Instant::now();
-        let result = embedder.embed_with(&mut state, &job.bytes);
+        // A panic inside decoding or inference must not take the thread down while health
+        // still says SERVING: answer this image with an error and go on with a fresh state
+        // (the old one may be half-written).
+        let result = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            embedder.embed_with(&mut state, &job.bytes)
+        })) {
+            Ok(r) => r,
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".to_owned());
+                tracing::error!(worker = id, bytes = job.bytes.len(), panic = %what,
+                    "inference panicked; worker continues with a fresh state");
+                metrics::counter!("ml_worker_panics_total").increment(1);
+                match embedder.new_state() {
+                    Ok(fresh) => state = fresh,
+                    Err(e) => {
+                        tracing::error!(worker = id, error = %e, "cannot renew the inference state; worker stops");
+                        let _ = job.reply.send(Err(MlError::Inference(format!(
+                            "inference panicked: {what}"
+                        ))));
+                        break;
+                    }
+                }
+                Err(MlError::Inference(format!("inference panicked: {what}")))
+            }
+        };
         let took = started.elapsed();
         record(&result, waited, took);
         match &result {

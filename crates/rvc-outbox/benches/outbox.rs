@@ -26,6 +26,7 @@ async fn outbox_rows_per_sec(claimers: usize, rows: i64) -> f64 {
         poll_interval: Duration::from_millis(20),
         backoff: Backoff::default(),
         shutdown_grace: Duration::from_secs(5),
+        retry_window: Duration::from_secs(3600),
     };
     let shutdown = CancellationToken::new();
     let start = Instant::now();

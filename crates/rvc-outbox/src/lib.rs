@@ -28,7 +28,7 @@ pub use queue::{
     enqueue, fail_in, notify, Backoff, CompleteOutcome, Job, NewOutboxRow, Outbox, OutboxRow,
     NOTIFY_CHANNEL, OUTBOX_COLUMNS,
 };
-pub use stats::{spawn_stats_refresher, stats, KindStateCount, OutboxStats};
+pub use stats::{spawn_stats_refresher, stats, KindStateCount, OutboxStats, LIVE_COUNTS_SQL};
 pub use worker::{
     run_concurrently, step_span, BatchReport, Step, Worker, WorkerArgs, WorkerConfig,
 };

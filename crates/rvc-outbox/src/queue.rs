@@ -137,8 +137,9 @@ pub struct Job {
     pub product_version: i32,
     pub kind: OutboxKind,
     pub payload: serde_json::Value,
-    /// Attempts including this one.
+    /// Claims including this one.
     pub attempts: i32,
+    /// Lease expiries (crashes or hangs of a worker on this row) that dead-letter it.
     pub max_attempts: i32,
     pub traceparent: Option<String>,
     pub lease_token: Uuid,
@@ -226,16 +227,18 @@ impl Outbox {
         let tx = tokio_postgres::Client::transaction(&mut client)
             .await
             .ctx("claim begin")?;
-        // Rows whose lease expired after their last allowed attempt: a worker died on them
-        // every time (a poison row that crashes the process). Dead-letter them.
+        // Rows whose lease expired for the max_attempts-th time: a worker died or hung on
+        // them every time (a poison row that crashes the process). Dead-letter them. Only
+        // lease expiries count here; failures the step reported are bounded by time.
         let dead = tx
             .query(
                 "UPDATE outbox SET state = 'dead', lease_owner = NULL, lease_token = NULL,
                         lease_expires_at = NULL, updated_at = now(),
+                        lease_expiries = lease_expiries + 1,
                         last_error = concat_ws(' | ', last_error,
-                          'lease expired on the last allowed attempt (worker crashed or hung)')
+                          'lease expired ' || (lease_expiries + 1) || ' times (the worker crashed or hung on this row every time)')
                  WHERE kind = $1 AND state = 'leased' AND next_attempt_at <= now()
-                   AND attempts >= max_attempts
+                   AND lease_expiries + 1 >= max_attempts
                  RETURNING product_id, product_version",
                 &[&kind.as_str()],
             )
@@ -253,31 +256,52 @@ impl Outbox {
         } else {
             ""
         };
-        let sql = format!(
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let owner_lease: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
+            [&kind.as_str(), &limit, &self.owner, &lease.as_secs_f64()];
+        // An abandoned lease is taken over alone, in a batch of one: if its row is what
+        // killed the previous holder, the next crash costs only that row a lease expiry, so
+        // rows that merely shared a batch with it never reach max_attempts with it.
+        let expired_sql = format!(
             "WITH c AS (
                SELECT event_id FROM outbox o
-               WHERE kind = $1 AND state IN ('pending', 'leased') AND next_attempt_at <= now()
-                 AND attempts < max_attempts {order_filter}
+               WHERE kind = $1 AND state = 'leased' AND next_attempt_at <= now() {order_filter}
                ORDER BY next_attempt_at
-               LIMIT $2
+               LIMIT least($2::bigint, 1)
                FOR UPDATE SKIP LOCKED)
-             UPDATE outbox o SET state = 'leased', lease_owner = $3,
+             UPDATE outbox o SET lease_owner = $3,
                     lease_token = gen_random_uuid(),
                     lease_expires_at = now() + make_interval(secs => $4),
                     next_attempt_at = now() + make_interval(secs => $4),
-                    attempts = o.attempts + 1, updated_at = now()
+                    attempts = o.attempts + 1, lease_expiries = o.lease_expiries + 1,
+                    updated_at = now()
              FROM c WHERE o.event_id = c.event_id
              RETURNING o.event_id, o.product_id, o.product_version, o.payload, o.attempts,
                        o.max_attempts, o.traceparent, o.lease_token"
         );
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = tx
-            .query(
-                &sql,
-                &[&kind.as_str(), &limit, &self.owner, &lease.as_secs_f64()],
-            )
+        let mut rows = tx
+            .query(&expired_sql, &owner_lease)
             .await
-            .ctx("claim")?;
+            .ctx("claim expired lease")?;
+        if rows.is_empty() {
+            let sql = format!(
+                "WITH c AS (
+                   SELECT event_id FROM outbox o
+                   WHERE kind = $1 AND state = 'pending' AND next_attempt_at <= now() {order_filter}
+                   ORDER BY next_attempt_at
+                   LIMIT $2
+                   FOR UPDATE SKIP LOCKED)
+                 UPDATE outbox o SET state = 'leased', lease_owner = $3,
+                        lease_token = gen_random_uuid(),
+                        lease_expires_at = now() + make_interval(secs => $4),
+                        next_attempt_at = now() + make_interval(secs => $4),
+                        attempts = o.attempts + 1, updated_at = now()
+                 FROM c WHERE o.event_id = c.event_id
+                 RETURNING o.event_id, o.product_id, o.product_version, o.payload, o.attempts,
+                           o.max_attempts, o.traceparent, o.lease_token"
+            );
+            rows = tx.query(&sql, &owner_lease).await.ctx("claim")?;
+        }
         tx.commit().await.ctx("claim commit")?;
         let mut jobs = rows
             .iter()
@@ -384,18 +408,20 @@ impl Outbox {
     }
 
     /// Records a failed attempt: back to `pending` after a backoff, or `dead` (and the product
-    /// `failed`) when the error is permanent or the attempts are used up. Returns the new state.
+    /// `failed`) when the error is permanent or `retry_window` has passed since the row's
+    /// first failure. Returns the new state.
     pub async fn fail(
         &self,
         job: &Job,
         error: &StepError,
         backoff: &Backoff,
+        retry_window: Duration,
     ) -> Result<Option<OutboxState>, OutboxError> {
         let mut client = self.pool.get().await?;
         let tx = tokio_postgres::Client::transaction(&mut client)
             .await
             .ctx("fail begin")?;
-        let state = fail_in(&tx, job, error, backoff).await?;
+        let state = fail_in(&tx, job, error, backoff, retry_window).await?;
         tx.commit().await.ctx("fail commit")?;
         Ok(state)
     }
@@ -447,20 +473,33 @@ impl Outbox {
     }
 }
 
+/// How long retryable failures of one row may go on, counted from its first failure, before
+/// it goes dead (`OUTBOX_RETRY_WINDOW_SECS`).
+pub const DEFAULT_RETRY_WINDOW: Duration = Duration::from_secs(24 * 3600);
+
 /// [`Outbox::fail`] inside the caller's transaction.
+///
+/// A permanent error is dead at once. A retryable one goes back to `pending` after
+/// `backoff`, until `retry_window` has passed since the row's first failure: an outage of
+/// any length shorter than that ends with the work done, however many attempts it took.
 pub async fn fail_in<C: GenericClient>(
     tx: &C,
     job: &Job,
     error: &StepError,
     backoff: &Backoff,
+    retry_window: Duration,
 ) -> Result<Option<OutboxState>, OutboxError> {
-    let dead = !error.is_retryable() || job.attempts >= job.max_attempts;
+    let permanent = !error.is_retryable();
     let delay = backoff.delay(job.attempts);
     let kind = job.kind.as_str();
     let msg = truncate(error.message(), 4000);
     let row = tx
         .query_opt(
-            "UPDATE outbox SET state = CASE WHEN $3 THEN 'dead' ELSE 'pending' END,
+            "UPDATE outbox SET
+                    state = CASE WHEN $3 OR coalesce(first_failed_at, now())
+                                  <= now() - make_interval(secs => $6)
+                                 THEN 'dead' ELSE 'pending' END,
+                    first_failed_at = coalesce(first_failed_at, now()),
                     next_attempt_at = now() + make_interval(secs => $4),
                     last_error = $5, lease_owner = NULL, lease_token = NULL,
                     lease_expires_at = NULL, updated_at = now()
@@ -469,9 +508,10 @@ pub async fn fail_in<C: GenericClient>(
             &[
                 &job.event_id,
                 &job.lease_token,
-                &dead,
+                &permanent,
                 &delay.as_secs_f64(),
                 &msg,
+                &retry_window.as_secs_f64(),
             ],
         )
         .await
@@ -480,18 +520,19 @@ pub async fn fail_in<C: GenericClient>(
         metrics::counter!("rvc_outbox_lease_lost_total", "kind" => kind).increment(1);
         return Ok(None);
     };
+    let state: String = row.get(0);
+    let dead = state == "dead";
     if dead {
         mark_product_failed(tx, job.product_id, job.product_version).await?;
         metrics::counter!("rvc_outbox_dead_total", "kind" => kind).increment(1);
         tracing::error!(event_id = %job.event_id, product_id = %job.product_id, kind,
-            attempts = job.attempts, error = %msg, "outbox row dead-lettered");
+            attempts = job.attempts, permanent, error = %msg, "outbox row dead-lettered");
     } else {
         metrics::counter!("rvc_outbox_retried_total", "kind" => kind).increment(1);
         tracing::warn!(event_id = %job.event_id, product_id = %job.product_id, kind,
             attempts = job.attempts, retry_in_ms = delay.as_millis() as u64, error = %msg,
             "step failed; will retry");
     }
-    let state: String = row.get(0);
     Ok(state.parse().ok())
 }
 

@@ -73,6 +73,7 @@ pub async fn run<S: Step>(
         .parse()
         .map_err(|e: tokio_postgres::Error| RunError::Config(e.to_string()))?;
 
+    let gate = ready.clone();
     let db_ready = {
         let pool = pool.clone();
         move || {
@@ -107,7 +108,12 @@ pub async fn run<S: Step>(
     tracing::info!(%bound, kind = kind.as_str(), %owner, "health and metrics endpoint up");
 
     let outbox = Outbox::new(pool.clone(), owner);
-    let worker = Worker::new(outbox, step, args.worker.config());
+    let mut worker = Worker::new(outbox, step, args.worker.config());
+    if let Some(gate) = gate {
+        // The step's dependency gates claiming (and `/readyz`): no attempts are spent on an
+        // outage.
+        worker = worker.with_gate(gate);
+    }
     let listener = spawn_listener(pg, kind, worker.wake_handle(), shutdown.clone());
     let stats = spawn_stats_refresher(pool, Duration::from_secs(15), shutdown.clone());
     let mut claimers = Vec::new();

@@ -1,9 +1,10 @@
 //! The worker loop: claim a batch, run the step, complete or fail every row in one
 //! transaction, repeat. Generic over [`Step`], so each worker binary writes only its step.
 use crate::error::{DbContext, OutboxError, StepError};
-use crate::queue::{fail_in, Backoff, Job, Outbox};
+use crate::queue::{fail_in, Backoff, Job, Outbox, DEFAULT_RETRY_WINDOW};
 use futures::StreamExt;
 use rvc_domain::OutboxKind;
+use rvc_runtime::health::ReadyCheck;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -105,6 +106,9 @@ pub struct WorkerConfig {
     pub backoff: Backoff,
     /// On shutdown, how long in-flight work may take before its leases are released.
     pub shutdown_grace: Duration,
+    /// How long retryable failures of a row may go on, from its first failure, before it is
+    /// dead-lettered (permanent failures are dead at once).
+    pub retry_window: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -116,6 +120,7 @@ impl Default for WorkerConfig {
             poll_interval: Duration::from_secs(1),
             backoff: Backoff::default(),
             shutdown_grace: Duration::from_secs(20),
+            retry_window: DEFAULT_RETRY_WINDOW,
         }
     }
 }
@@ -147,6 +152,10 @@ pub struct WorkerArgs {
     /// Claimer loops in this process.
     #[arg(long, env = "OUTBOX_CLAIMERS", default_value_t = 1)]
     pub claimers: usize,
+    /// Seconds retryable failures of one row may go on (from its first failure) before it is
+    /// dead-lettered; an outage shorter than this heals without a replay.
+    #[arg(long, env = "OUTBOX_RETRY_WINDOW_SECS", default_value_t = 86_400)]
+    pub retry_window_secs: u64,
 }
 
 impl WorkerArgs {
@@ -161,6 +170,7 @@ impl WorkerArgs {
                 max: Duration::from_secs(self.backoff_max_secs.max(1)),
             },
             shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
+            retry_window: Duration::from_secs(self.retry_window_secs.max(1)),
         }
     }
 }
@@ -181,6 +191,7 @@ pub struct Worker<S: Step> {
     step: Arc<S>,
     cfg: WorkerConfig,
     wake: Arc<Notify>,
+    gate: Option<ReadyCheck>,
 }
 
 impl<S: Step> Clone for Worker<S> {
@@ -190,6 +201,7 @@ impl<S: Step> Clone for Worker<S> {
             step: self.step.clone(),
             cfg: self.cfg.clone(),
             wake: self.wake.clone(),
+            gate: self.gate.clone(),
         }
     }
 }
@@ -201,7 +213,16 @@ impl<S: Step> Worker<S> {
             step,
             cfg,
             wake: Arc::new(Notify::new()),
+            gate: None,
         }
+    }
+
+    /// Claim only while `ready` (the step's own dependency: S3, the ML service, Kafka)
+    /// answers: during an outage rows stay `pending` instead of failing attempt after
+    /// attempt, and work resumes within a poll interval of the dependency coming back.
+    pub fn with_gate(mut self, ready: ReadyCheck) -> Self {
+        self.gate = Some(ready);
+        self
     }
 
     /// Use a shared wake-up (one LISTEN connection for several claimers).
@@ -228,7 +249,48 @@ impl<S: Step> Worker<S> {
             "worker started"
         );
         let mut db_backoff = Duration::from_millis(100);
+        let mut gate_closed = false;
+        let mut gate_backoff = Duration::from_millis(100);
+        let mut gate_ok_at: Option<std::time::Instant> = None;
         while !shutdown.is_cancelled() {
+            // A passing check is trusted for a second (a busy worker claims many batches).
+            let fresh = gate_ok_at.is_some_and(|t| t.elapsed() < Duration::from_secs(1));
+            if let Some(gate) = self.gate.as_ref().filter(|_| !fresh) {
+                let check = match tokio::time::timeout(Duration::from_secs(10), gate()).await {
+                    Ok(r) => r,
+                    Err(_) => Err("readiness check timed out after 10 s".to_owned()),
+                };
+                match check {
+                    Ok(()) => {
+                        if gate_closed {
+                            tracing::info!(
+                                kind = kind.as_str(),
+                                "dependency ready again; claiming"
+                            );
+                        }
+                        gate_closed = false;
+                        gate_ok_at = Some(std::time::Instant::now());
+                        gate_backoff = Duration::from_millis(100);
+                    }
+                    Err(error) => {
+                        if !gate_closed {
+                            tracing::warn!(kind = kind.as_str(), %error,
+                                "dependency not ready; not claiming until it is");
+                        }
+                        gate_closed = true;
+                        gate_ok_at = None;
+                        metrics::counter!("rvc_outbox_claim_gated_total", "kind" => kind.as_str())
+                            .increment(1);
+                        tokio::select! {
+                            _ = tokio::time::sleep(gate_backoff) => {}
+                            _ = shutdown.cancelled() => {}
+                        }
+                        gate_backoff = (gate_backoff * 2)
+                            .min(self.cfg.poll_interval.max(Duration::from_secs(2)));
+                        continue;
+                    }
+                }
+            }
             match self.run_once(&shutdown).await {
                 Ok(report) if report.claimed > 0 => {
                     db_backoff = Duration::from_millis(100);
@@ -280,23 +342,42 @@ impl<S: Step> Worker<S> {
         }
         let claimed_at = std::time::Instant::now();
 
-        // Heartbeat: keep the leases while the step runs.
+        // Heartbeat: keep the leases while the step runs. When a lease turns out to be lost
+        // (taken over after it expired), or the heartbeat has failed for a whole lease
+        // length, the step is cancelled: another worker may be doing this work now, and a
+        // stalled step must not, say, publish after the row was handed over.
         let hb_stop = CancellationToken::new();
+        let lease_lost = CancellationToken::new();
         let heartbeat = {
-            let (outbox, jobs, lease, stop) = (
+            let (outbox, jobs, lease, stop, lost) = (
                 self.outbox.clone(),
                 jobs.clone(),
                 self.cfg.lease,
                 hb_stop.clone(),
+                lease_lost.clone(),
             );
             tokio::spawn(async move {
                 let every = (lease / 3).max(Duration::from_millis(50));
+                let mut last_ok = std::time::Instant::now();
                 loop {
                     tokio::select! {
                         _ = stop.cancelled() => break,
                         _ = tokio::time::sleep(every) => {
-                            if let Err(e) = outbox.heartbeat(&jobs, lease).await {
-                                tracing::warn!(error = %e, "lease heartbeat failed");
+                            match outbox.heartbeat(&jobs, lease).await {
+                                Ok(n) if n == jobs.len() as u64 => last_ok = std::time::Instant::now(),
+                                Ok(n) => {
+                                    tracing::warn!(held = n, claimed = jobs.len(),
+                                        "lease lost during the step; cancelling it");
+                                    lost.cancel();
+                                    break;
+                                }
+                                Err(e) if last_ok.elapsed() >= lease => {
+                                    tracing::warn!(error = %e,
+                                        "lease heartbeat failing for a whole lease; cancelling the step");
+                                    lost.cancel();
+                                    break;
+                                }
+                                Err(e) => tracing::warn!(error = %e, "lease heartbeat failed"),
                             }
                         }
                     }
@@ -309,14 +390,28 @@ impl<S: Step> Worker<S> {
             tokio::pin!(exec);
             tokio::select! {
                 r = &mut exec => Some(r),
+                _ = lease_lost.cancelled() => None,
                 _ = shutdown.cancelled() => {
-                    tokio::time::timeout(self.cfg.shutdown_grace, &mut exec).await.ok()
+                    tokio::select! {
+                        r = tokio::time::timeout(self.cfg.shutdown_grace, &mut exec) => r.ok(),
+                        _ = lease_lost.cancelled() => None,
+                    }
                 }
             }
         };
         hb_stop.cancel();
         let _ = heartbeat.await;
 
+        if results.is_none() && lease_lost.is_cancelled() {
+            // Rows still ours go back without counting the attempt; the lost ones belong to
+            // their new holder.
+            let n = self.outbox.release(&jobs).await?;
+            metrics::counter!("rvc_outbox_lease_lost_total", "kind" => kind.as_str())
+                .increment((jobs.len() as u64).saturating_sub(n));
+            report.lease_lost = jobs.len().saturating_sub(usize::try_from(n).unwrap_or(0));
+            report.released = usize::try_from(n).unwrap_or(0);
+            return Ok(report);
+        }
         let Some(results) = results else {
             let n = self.outbox.release(&jobs).await?;
             tracing::warn!(
@@ -392,7 +487,7 @@ impl<S: Step> Worker<S> {
                 Ok(()) => done.push(job),
                 Err(e) => {
                     report.failed += 1;
-                    fail_in(&tx, &job, &e, &self.cfg.backoff).await?;
+                    fail_in(&tx, &job, &e, &self.cfg.backoff, self.cfg.retry_window).await?;
                 }
             }
         }

@@ -22,6 +22,7 @@ fn fast_cfg() -> WorkerConfig {
             max: Duration::from_secs(5),
         },
         shutdown_grace: Duration::from_secs(5),
+        retry_window: Duration::from_secs(3600),
     }
 }
 
@@ -295,8 +296,12 @@ async fn retryable_failures_back_off_exponentially_then_succeed() {
     );
 }
 
+/// Issue 11, item 3: retryable failures are bounded by time since the first failure, not by
+/// attempts. With `max_attempts = 2` a row fails retryably many times and stays `pending`
+/// (before the fix it went dead at the second failure); once the retry window has passed
+/// since its first failure the next failure dead-letters it. Permanent errors are dead at once.
 #[tokio::test]
-async fn exhausted_attempts_and_permanent_errors_dead_letter_and_fail_the_product() {
+async fn retryable_failures_are_bounded_by_time_and_permanent_errors_dead_letter_at_once() {
     let db = TestDb::new().await;
     let client = db.client().await;
     seed_rows(&client, 1, OutboxKind::Publish).await.unwrap();
@@ -306,29 +311,55 @@ async fn exhausted_attempts_and_permanent_errors_dead_letter_and_fail_the_produc
         .unwrap();
     let mut cfg = fast_cfg();
     cfg.backoff.base = Duration::from_millis(1);
+    cfg.backoff.max = Duration::from_millis(2);
+    cfg.retry_window = Duration::from_millis(1500);
     let step = Arc::new(Flaky {
-        fail_times: 100,
+        fail_times: 1000,
         permanent: false,
         calls: AtomicUsize::new(0),
     });
     let w = Worker::new(Outbox::new(db.pool.clone(), "d"), step, cfg.clone());
     let none = CancellationToken::new();
-    w.run_once(&none).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    w.run_once(&none).await.unwrap();
+    let first = std::time::Instant::now();
+    // An outage: six failed attempts, three times max_attempts, all within the window.
+    let mut attempts = 0;
+    while attempts < 6 {
+        attempts += w.run_once(&none).await.unwrap().claimed;
+        assert!(
+            first.elapsed() < Duration::from_millis(1200),
+            "too slow for the window"
+        );
+    }
     let r = client
-        .query_one("SELECT state, attempts, last_error FROM outbox", &[])
+        .query_one("SELECT state, attempts FROM outbox", &[])
         .await
         .unwrap();
-    assert_eq!(r.get::<_, String>(0), "dead");
-    assert_eq!(r.get::<_, i32>(1), 2);
-    assert_eq!(r.get::<_, String>(2), "flaky attempt 2");
+    assert_eq!(
+        (r.get::<_, String>(0).as_str(), r.get::<_, i32>(1)),
+        ("pending", 6),
+        "retryable failures within the window never dead-letter"
+    );
+    // The window passes: the next failure is the last.
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            w.run_once(&none).await.unwrap();
+            db.count("SELECT count(*) FROM outbox WHERE state = 'dead'")
+                .await
+                == 1
+        })
+        .await
+    );
+    assert!(first.elapsed() >= Duration::from_millis(1500));
+    let r = client
+        .query_one("SELECT last_error FROM outbox", &[])
+        .await
+        .unwrap();
+    assert!(r.get::<_, String>(0).starts_with("flaky attempt"));
     assert_eq!(
         db.count("SELECT count(*) FROM products WHERE status = 'failed'")
             .await,
         1
     );
-    tokio::time::sleep(Duration::from_millis(20)).await;
     assert_eq!(
         w.run_once(&none).await.unwrap().claimed,
         0,
@@ -498,4 +529,247 @@ async fn ordered_claims_hold_back_newer_versions_of_a_product_only() {
     let next = o.claim(OutboxKind::Publish, 10, lease, true).await.unwrap();
     assert_eq!(next.len(), 1);
     assert_eq!((next[0].product_id, next[0].product_version), (ids[0], 2));
+}
+
+/// Issue 11, item 4: a row that crashes its worker every time (simulated: its batch is never
+/// completed and the lease runs out) is dead-lettered alone; the rows that happened to share
+/// its batch complete. Before the fix they were re-claimed together with it and reached
+/// max_attempts with it.
+#[tokio::test]
+async fn a_crash_loop_dead_letters_only_the_row_that_kills_the_worker() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    let products = seed_rows(&client, 5, OutboxKind::Vectorize).await.unwrap();
+    client
+        .batch_execute("UPDATE outbox SET max_attempts = 3")
+        .await
+        .unwrap();
+    let poison = products[2];
+    let lease = Duration::from_millis(200);
+    let outbox = Outbox::new(db.pool.clone(), "crashy");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut crashes = 0;
+    loop {
+        assert!(std::time::Instant::now() < deadline, "did not settle");
+        let open = db
+            .count("SELECT count(*) FROM outbox WHERE kind = 'vectorize' AND state IN ('pending', 'leased')")
+            .await;
+        if open == 0 {
+            break;
+        }
+        let jobs = outbox
+            .claim(OutboxKind::Vectorize, 16, lease, false)
+            .await
+            .unwrap();
+        if jobs.is_empty() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        }
+        if jobs.iter().any(|j| j.product_id == poison) {
+            // The worker dies mid-batch: nothing of the batch is recorded.
+            crashes += 1;
+            continue;
+        }
+        let mut c = db.client().await;
+        let tx = c.transaction().await.unwrap();
+        Outbox::complete_in(&tx, OutboxKind::Vectorize, &jobs)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+    }
+    let dead: Vec<uuid::Uuid> = client
+        .query(
+            "SELECT product_id FROM outbox WHERE kind = 'vectorize' AND state = 'dead'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(dead, vec![poison], "only the poison row is dead");
+    assert_eq!(
+        db.count("SELECT count(*) FROM outbox WHERE kind = 'vectorize' AND state = 'done'")
+            .await,
+        4
+    );
+    assert_eq!(
+        crashes, 3,
+        "the poison row crashed the worker max_attempts times"
+    );
+    let err: String = client
+        .query_one("SELECT last_error FROM outbox WHERE state = 'dead'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(err.contains("lease expired 3 times"), "{err}");
+}
+
+/// Sleeps, then records that it finished (its side effect).
+struct Stalled {
+    finished: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Step for Stalled {
+    type Output = ();
+    const COMMIT_WRITES: bool = false;
+    fn kind(&self) -> OutboxKind {
+        OutboxKind::Publish
+    }
+    async fn execute(&self, _job: &Job) -> Result<(), StepError> {
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        self.finished.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+    async fn commit(
+        &self,
+        _tx: &tokio_postgres::Transaction<'_>,
+        _job: &Job,
+        _o: (),
+    ) -> Result<(), StepError> {
+        Ok(())
+    }
+}
+
+/// Issue 11, item 8: when the heartbeat finds the lease gone (taken over by another worker),
+/// the step is cancelled at once instead of running on and, for the relay, publishing after
+/// another worker took the row. Before the fix the heartbeat's result was ignored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_lease_cancels_the_running_step() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    seed_rows(&client, 1, OutboxKind::Publish).await.unwrap();
+    let finished = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut cfg = fast_cfg();
+    cfg.lease = Duration::from_millis(600);
+    let w = Worker::new(
+        Outbox::new(db.pool.clone(), "stalled"),
+        Arc::new(Stalled {
+            finished: finished.clone(),
+        }),
+        cfg,
+    );
+    let started = std::time::Instant::now();
+    let run = tokio::spawn(async move { w.run_once(&CancellationToken::new()).await });
+    assert!(
+        wait_until(Duration::from_secs(5), || async {
+            db.count("SELECT count(*) FROM outbox WHERE state = 'leased'")
+                .await
+                == 1
+        })
+        .await
+    );
+    // Another worker takes the row over (as after an expiry).
+    client
+        .batch_execute("UPDATE outbox SET lease_token = gen_random_uuid(), lease_owner = 'thief'")
+        .await
+        .unwrap();
+    let report = tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "cancelled within a heartbeat, took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(report.lease_lost, 1);
+    assert!(!finished.load(Ordering::SeqCst), "the step did not run on");
+    assert_eq!(
+        db.count("SELECT count(*) FROM outbox WHERE state = 'leased' AND lease_owner = 'thief'")
+            .await,
+        1,
+        "the new holder keeps the row"
+    );
+}
+
+/// Issue 11, item 3: while the step's dependency is down the worker claims nothing (no
+/// attempt is spent), and it resumes when the dependency is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unready_dependency_gates_claiming() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    seed_rows(&client, 3, OutboxKind::Vectorize).await.unwrap();
+    let up = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let probes = Arc::new(AtomicUsize::new(0));
+    let gate: rvc_runtime::health::ReadyCheck = {
+        let (up, probes) = (up.clone(), probes.clone());
+        Arc::new(move || {
+            let (up, probes) = (up.clone(), probes.clone());
+            Box::pin(async move {
+                probes.fetch_add(1, Ordering::SeqCst);
+                if up.load(Ordering::SeqCst) {
+                    Ok(())
+                } else {
+                    Err("ML service: connection refused".to_owned())
+                }
+            })
+        })
+    };
+    let step = Arc::new(NoopStep {
+        kind: OutboxKind::Vectorize,
+        sleep: Duration::ZERO,
+        log: false,
+        owner: "gated".into(),
+    });
+    let w = Worker::new(Outbox::new(db.pool.clone(), "gated"), step, fast_cfg()).with_gate(gate);
+    let stop = CancellationToken::new();
+    let h = tokio::spawn(w.run(stop.clone()));
+    assert!(
+        wait_until(Duration::from_secs(5), || async {
+            probes.load(Ordering::SeqCst) >= 3
+        })
+        .await
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM outbox WHERE kind = 'vectorize' AND state = 'pending' AND attempts = 0")
+            .await,
+        3,
+        "nothing claimed while the dependency is down"
+    );
+    up.store(true, Ordering::SeqCst);
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            db.count("SELECT count(*) FROM outbox WHERE kind = 'vectorize' AND state = 'done'")
+                .await
+                == 3
+        })
+        .await
+    );
+    stop.cancel();
+    h.await.unwrap();
+}
+
+/// Issue 11, item 9: the gauges every worker refreshes are answered from the partial indexes
+/// (pending/leased and dead rows) and never scan the done rows, which are most of the table.
+#[tokio::test]
+async fn the_gauge_query_reads_only_the_partial_indexes() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    seed_rows(&client, 200, OutboxKind::Vectorize)
+        .await
+        .unwrap();
+    client
+        .batch_execute(
+            "UPDATE outbox SET state = 'done', completed_at = now() WHERE product_id IN
+               (SELECT product_id FROM outbox LIMIT 190);
+             ANALYZE outbox;
+             SET enable_seqscan = off;",
+        )
+        .await
+        .unwrap();
+    let plan: Vec<String> = client
+        .query(&format!("EXPLAIN {}", rvc_outbox::LIVE_COUNTS_SQL), &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let plan = plan.join("\n");
+    assert!(!plan.contains("Seq Scan"), "{plan}");
+    assert!(
+        plan.contains("outbox_claimable") && plan.contains("outbox_dead"),
+        "{plan}"
+    );
 }

@@ -188,17 +188,25 @@ impl PublishStep {
         &self.producer
     }
 
-    /// Readiness: the vector index answers (when vectors are included).
+    /// Readiness: a Kafka broker answers, and the vector index too (when vectors are
+    /// included). It also gates claiming: no publish attempt is spent while Kafka is down.
     pub fn ready_check(&self) -> Option<ReadyCheck> {
-        let index = self.index.clone()?;
+        let (producer, index) = (self.producer.clone(), self.index.clone());
         Some(Arc::new(move || {
-            let index = index.clone();
+            let (producer, index) = (producer.clone(), index.clone());
             Box::pin(async move {
-                index
+                producer
                     .health_check()
                     .await
-                    .map(|_| ())
-                    .map_err(|e| format!("vector index: {e}"))
+                    .map_err(|e| format!("kafka: {e}"))?;
+                if let Some(index) = index {
+                    index
+                        .health_check()
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| format!("vector index: {e}"))?;
+                }
+                Ok(())
             })
         }))
     }

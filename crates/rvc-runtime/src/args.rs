@@ -51,18 +51,39 @@ impl std::fmt::Debug for DatabaseArgs {
     }
 }
 
-/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`, for log lines.
+/// A database URL for log lines, rebuilt from the parsed configuration so no form of it
+/// leaks a password: `postgres://user:secret@host/db`, `postgres://u@h/db?password=secret`
+/// and the key=value form `host=h user=u password=secret` all come out as
+/// `postgres://user:***@host:port/db`. Text that does not parse is not echoed at all.
 pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
+    let Ok(cfg) = url.parse::<tokio_postgres::Config>() else {
+        return "<unparseable DATABASE_URL>".to_owned();
     };
-    let Some((userinfo, host)) = rest.rsplit_once('@') else {
-        return url.to_owned();
+    let user = cfg.get_user().unwrap_or("");
+    let auth = match (user.is_empty(), cfg.get_password().is_some()) {
+        (_, true) => format!("{user}:***@"),
+        (false, false) => format!("{user}@"),
+        (true, false) => String::new(),
     };
-    match userinfo.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_owned(),
-    }
+    let ports = cfg.get_ports();
+    let hosts: Vec<String> = cfg
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let host = match h {
+                tokio_postgres::config::Host::Tcp(h) => h.clone(),
+                #[cfg(unix)]
+                tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+            };
+            match ports.get(i).or(ports.first()) {
+                Some(p) => format!("{host}:{p}"),
+                None => host,
+            }
+        })
+        .collect();
+    let db = cfg.get_dbname().unwrap_or("");
+    format!("postgres://{auth}{}/{db}", hosts.join(","))
 }
 
 #[cfg(test)]
@@ -70,12 +91,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn redacts_passwords_only() {
+    fn redacts_passwords_in_every_form() {
         assert_eq!(
-            redact_url("postgres://u:pw@h:5432/db"),
-            "postgres://u:***@h:5432/db"
+            redact_url("postgres://u:pw@h:5433/db"),
+            "postgres://u:***@h:5433/db"
         );
-        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
-        assert_eq!(redact_url("not a url"), "not a url");
+        let plain = redact_url("postgres://u@h/db");
+        assert!(
+            plain.starts_with("postgres://u@h") && plain.ends_with("/db"),
+            "{plain}"
+        );
+        // Issue 11, item 9: these were logged verbatim.
+        for url in [
+            "host=h user=u password=s3cret dbname=db",
+            "postgres://u@h:5433/db?password=s3cret",
+            "postgres://u:s3cret@h/db?sslmode=disable",
+        ] {
+            let shown = redact_url(url);
+            assert!(!shown.contains("s3cret"), "{url} -> {shown}");
+            assert!(shown.starts_with("postgres://u:***@h"), "{url} -> {shown}");
+            assert!(shown.ends_with("/db"), "{url} -> {shown}");
+        }
+        assert!(!redact_url("not a url s3cret").contains("s3cret"));
     }
 }

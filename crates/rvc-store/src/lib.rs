@@ -4,6 +4,7 @@ pub mod catalog;
 pub mod api_keys;
 pub mod migrations;
 pub mod products;
+pub mod retention;
 
 pub use deadpool_postgres::Pool as PgPool;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -48,6 +49,24 @@ pub fn pg_config(url: &str) -> Result<tokio_postgres::Config, StoreError> {
 
 /// A connection pool (no TLS: the database is reached on a private network or loopback).
 pub fn pool(url: &str, max_size: usize) -> Result<Pool, StoreError> {
+    build_pool(url, max_size, None)
+}
+
+/// [`pool`] whose `get` gives up after `wait` when every connection is taken
+/// ([`deadpool_postgres::PoolError::Timeout`]) instead of queueing without bound.
+pub fn pool_with_wait(
+    url: &str,
+    max_size: usize,
+    wait: std::time::Duration,
+) -> Result<Pool, StoreError> {
+    build_pool(url, max_size, Some(wait))
+}
+
+fn build_pool(
+    url: &str,
+    max_size: usize,
+    wait: Option<std::time::Duration>,
+) -> Result<Pool, StoreError> {
     let cfg = pg_config(url)?;
     let mgr = Manager::from_config(
         cfg,
@@ -58,6 +77,7 @@ pub fn pool(url: &str, max_size: usize) -> Result<Pool, StoreError> {
     );
     Pool::builder(mgr)
         .max_size(max_size.max(1))
+        .wait_timeout(wait)
         .runtime(deadpool_postgres::Runtime::Tokio1)
         .build()
         .map_err(|e| StoreError::Config(e.to_string()))

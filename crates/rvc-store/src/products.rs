@@ -75,6 +75,36 @@ pub enum IngestOutcome {
     },
 }
 
+/// The id of category `name`, created when missing, without locking an existing category's
+/// row: `ON CONFLICT DO UPDATE` would hold a row lock on it until the ingest transaction
+/// (photo bytes included) commits, so ingests of one category would run one at a time. Only
+/// two ingests creating the same new category wait for each other, once.
+async fn category_id<C: GenericClient>(tx: &C, name: &str) -> Result<i64, StoreError> {
+    for _ in 0..3 {
+        let row = tx
+            .query_opt(
+                "WITH existing AS (SELECT id FROM categories WHERE name = $1),
+                      created AS (INSERT INTO categories (name)
+                                  SELECT $1 WHERE NOT EXISTS (SELECT 1 FROM existing)
+                                  ON CONFLICT (name) DO NOTHING RETURNING id)
+                 SELECT id FROM existing UNION ALL SELECT id FROM created",
+                &[&name],
+            )
+            .await
+            .ctx("category")?;
+        if let Some(row) = row {
+            return Ok(row.get(0));
+        }
+        // Another transaction created it after this statement's snapshot: a new statement
+        // sees it.
+    }
+    let row = tx
+        .query_one("SELECT id FROM categories WHERE name = $1", &[&name])
+        .await
+        .ctx("category")?;
+    Ok(row.get(0))
+}
+
 /// Writes a submission inside `tx`: category, product (new version when anything changed),
 /// staged photos and the `upload_images` outbox row. The caller commits.
 pub async fn ingest<C: GenericClient>(
@@ -83,15 +113,7 @@ pub async fn ingest<C: GenericClient>(
     fail: Option<FailPoint>,
 ) -> Result<IngestOutcome, StoreError> {
     let hash = p.content_hash();
-    let category_id: i64 = tx
-        .query_one(
-            "INSERT INTO categories (name) VALUES ($1)
-             ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name RETURNING id",
-            &[&p.category.as_str()],
-        )
-        .await
-        .ctx("upsert category")?
-        .get(0);
+    let category_id = category_id(tx, p.category.as_str()).await?;
 
     let new_id = Uuid::now_v7();
     let inserted = tx

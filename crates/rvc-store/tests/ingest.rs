@@ -122,3 +122,40 @@ async fn concurrent_first_posts_of_one_sku_make_one_product() {
     assert_eq!(accepted, 1, "the others saw an unchanged product");
     assert_eq!(counts(&db).await, (1, 1, 1));
 }
+
+/// Issue 11, item 5: an ingest whose transaction is still open (streaming photos, say) must
+/// not hold back another ingest of the same existing category. Before the fix the second one
+/// waited on the category row lock of `ON CONFLICT DO UPDATE` until the first committed.
+#[tokio::test]
+async fn ingests_of_one_category_do_not_wait_for_each_other() {
+    let db = TestDb::new().await;
+    // The category exists already.
+    {
+        let mut c = db.client().await;
+        let tx = c.transaction().await.unwrap();
+        ingest(&tx, &product("CAT-0", "1.00"), None).await.unwrap();
+        tx.commit().await.unwrap();
+    }
+    let mut c1 = db.client().await;
+    let tx1 = c1.transaction().await.unwrap();
+    ingest(&tx1, &product("CAT-1", "1.00"), None).await.unwrap();
+    // tx1 stays open while a second ingest of the same category runs.
+    let mut c2 = db.client().await;
+    let second = tokio::time::timeout(std::time::Duration::from_secs(3), async {
+        let tx2 = c2.transaction().await.unwrap();
+        ingest(&tx2, &product("CAT-2", "1.00"), None).await.unwrap();
+        tx2.commit().await.unwrap();
+    })
+    .await;
+    assert!(
+        second.is_ok(),
+        "the second ingest waited for the first one's category lock"
+    );
+    tx1.commit().await.unwrap();
+    assert_eq!(
+        db.count("SELECT count(*) FROM categories WHERE name = 'Drinks'")
+            .await,
+        1
+    );
+    assert_eq!(db.count("SELECT count(*) FROM products").await, 3);
+}

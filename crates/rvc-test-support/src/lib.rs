@@ -8,6 +8,7 @@ pub mod kafka;
 pub mod net;
 pub mod postgres;
 pub mod process;
+pub mod proxy;
 pub mod s3;
 
 pub use postgres::TestDb;

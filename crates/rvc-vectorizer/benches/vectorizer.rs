@@ -116,6 +116,7 @@ async fn main() {
         poll_interval: Duration::from_millis(20),
         backoff: Backoff::default(),
         shutdown_grace: Duration::from_secs(10),
+        retry_window: Duration::from_secs(3600),
     };
     let worker = rvc_outbox::Worker::new(
         rvc_outbox::Outbox::new(db.pool.clone(), "bench"),

@@ -66,6 +66,10 @@ struct Photo {
     created_at: DateTime<Utc>,
 }
 
+/// First key of the advisory lock that serialises one product's vector-index writes (the
+/// second is `hashtext(product_id)`); "VIDX".
+const INDEX_LOCK_CLASS: i32 = 0x5649_4458;
+
 /// The vectorize [`Step`].
 pub struct VectorizeStep {
     pool: Pool,
@@ -220,21 +224,71 @@ impl VectorizeStep {
         Ok((product.get(0), product.get(1), photos))
     }
 
-    async fn current_version(&self, product_id: Uuid) -> Result<Option<i32>, StepError> {
-        let client = self
+    /// Every vector-index write of one product runs here, serialised across processes by a
+    /// transaction-scoped advisory lock on the product (a SIGKILL frees it with the
+    /// connection). Under the lock the product's current version is read again, and:
+    ///
+    /// * `version` is current: upsert `points` (their payload says `version`), then delete the
+    ///   product's points whose `product_version` is below `version`;
+    /// * `version` is superseded: write nothing, and delete the points below the current
+    ///   version. A shared photo's point carries the newest version that wrote it, and the
+    ///   newest version's step either ran before (its points are at the current version,
+    ///   so they are kept) or runs after this (and writes them again).
+    ///
+    /// So a slow step of an old version can never overwrite or delete a newer version's
+    /// points. Returns whether `points` were written.
+    async fn write_index(
+        &self,
+        product_id: Uuid,
+        version: i32,
+        points: Vec<PointRecord>,
+    ) -> Result<bool, StepError> {
+        let mut client = self
             .pool
             .get()
             .await
             .map_err(|e| StepError::retryable(format!("database pool: {e}")))?;
-        Ok(client
+        let tx = client.transaction().await?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock($1, hashtext($2::uuid::text))",
+            &[&INDEX_LOCK_CLASS, &product_id],
+        )
+        .await?;
+        let current: i32 = tx
             .query_opt("SELECT version FROM products WHERE id = $1", &[&product_id])
             .await?
-            .map(|r| r.get(0)))
+            .map(|r| r.get(0))
+            .ok_or_else(|| StepError::permanent(format!("product {product_id} does not exist")))?;
+        let write = current <= version && !points.is_empty();
+        if write {
+            self.index
+                .upsert(points)
+                .await
+                .map_err(|e| index_error("upsert", e))?;
+        }
+        // Versions start at 1: a first version has nothing older to delete (one index
+        // write per new product instead of two).
+        let floor = current.max(version);
+        if floor > 1 {
+            self.index
+                .delete_product_versions_below(product_id, i64::from(floor))
+                .await
+                .map_err(|e| index_error("delete of older versions", e))?;
+        }
+        tx.commit().await?;
+        Ok(write)
     }
 
-    /// The embedding of one photo: object storage → ML service (holding an ML slot).
+    /// The embedding of one photo: an ML slot, then object storage → ML service.
     async fn embed(&self, photo: &Photo) -> Result<Vec<f32>, StepError> {
         let (ordinal, key) = (photo.ordinal, photo.object_key.as_str());
+        // Take the ML slot first, then read the object: at most ML_CONCURRENCY photos are in
+        // memory per process, however many jobs and photos a batch holds.
+        let _slot = self
+            .ml_slots
+            .acquire()
+            .await
+            .map_err(|_| StepError::retryable("ML concurrency limiter closed"))?;
         let object = self
             .store
             .get(key)
@@ -252,11 +306,6 @@ impl VectorizeStep {
                     "photo {ordinal} ({key}) is missing from object storage"
                 ))
             })?;
-        let _slot = self
-            .ml_slots
-            .acquire()
-            .await
-            .map_err(|_| StepError::retryable("ML concurrency limiter closed"))?;
         let reply = self
             .ml
             .vectorize(&object.bytes, &photo.content_type)
@@ -317,10 +366,7 @@ impl Step for VectorizeStep {
         if current > version {
             // A newer version exists: its own vectorize step indexes it. Embedding this one
             // would waste the ML service; only make sure no point of it is left behind.
-            self.index
-                .delete_product_versions_below(product_id, i64::from(current))
-                .await
-                .map_err(|e| index_error("delete of superseded versions", e))?;
+            self.write_index(product_id, version, Vec::new()).await?;
             tracing::info!(%product_id, version, current, "version superseded; skipped");
             return Ok(Vectorized {
                 model_version: self.model.version.clone(),
@@ -353,26 +399,14 @@ impl Step for VectorizeStep {
                 });
             }
         }
-        self.index
-            .upsert(points)
-            .await
-            .map_err(|e| index_error("upsert", e))?;
-
-        // Remove the points of older versions. Read the version again after the upsert: if a
-        // newer version appeared meanwhile (and its step may already have run), this
-        // version's points are stale too and go now.
-        let latest = self
-            .current_version(product_id)
-            .await?
-            .unwrap_or(version)
-            .max(version);
-        // Versions start at 1: a first version has nothing older to delete (one index write
-        // per product instead of two).
-        if latest > 1 {
-            self.index
-                .delete_product_versions_below(product_id, i64::from(latest))
-                .await
-                .map_err(|e| index_error("delete of older versions", e))?;
+        if !self.write_index(product_id, version, points).await? {
+            // Superseded while the ML service worked: the newer version's step owns the
+            // points (shared photos keep their ids), so record nothing for this one.
+            tracing::info!(%product_id, version, "version superseded during embedding; its points were not written");
+            return Ok(Vectorized {
+                model_version: mv.clone(),
+                points: Vec::new(),
+            });
         }
         tracing::debug!(%product_id, version, photos = ids.len(), "vectorized");
         Ok(Vectorized {

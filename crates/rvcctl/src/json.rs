@@ -177,6 +177,11 @@ pub struct ReplayRow {
     pub state_after: OutboxState,
     pub attempts_before: i32,
     pub last_error: Option<String>,
+    /// The product's current version when it is newer than `product_version`: replaying a
+    /// superseded version's step publishes an older version after a newer one (consumers keep
+    /// the highest `product_version`, docs/events.md).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub superseded_by: Option<i32>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -2,8 +2,9 @@
 //!
 //! The Postgres-only checks always run. Checks against the object store and the vector index
 //! run when a [`Reconciler`] is given an [`ObjectStore`] / [`VectorIndex`]: two small traits
-//! that `rvc-objects` and `rvc-vectors` implement (wiring them into the binary is the only step
-//! left; the checks themselves live here and are tested with in-memory fakes).
+//! that `rvc-objects` and `rvc-vectors` implement. The binary wires both in (the configured
+//! bucket and vector index); `--no-objects` / `--no-vectors` skip them, and a store or index
+//! that cannot be reached is reported as skipped.
 //!
 //! Repairs only ever enqueue pipeline steps (the steps are idempotent by design), and never a
 //! second pending/leased row: a finding is covered by any pending or leased row of the same
@@ -43,8 +44,9 @@ pub const OBJECT_PREFIX: &str = "products/";
                                current version and no dead row waiting for an SRE (e.g. after
                                `outbox cancel`)                        -> fix: the next step
 Checks against the object store (object_missing, object_unreferenced) and the vector index
-(point_missing) plug in behind the ObjectStore / VectorIndex traits of this crate; until they
-are wired into the binary they are listed as skipped.
+(point_missing) run against the configured bucket (S3_* / OBJECT_STORE_DIR) and vector index
+(QDRANT_URL); --no-objects / --no-vectors skip them, and one that cannot be reached is listed
+as skipped.
 
 --repair enqueues the fixing step (and moves a failed product back to the status before that
 step), in one transaction with an outbox_audit row (action reconcile_enqueue) per new row.

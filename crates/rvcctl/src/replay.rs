@@ -368,7 +368,8 @@ pub async fn replay(ctx: &Ctx, a: &ReplayArgs) -> Result<(), CtlError> {
 
     if a.dry_run {
         let products = transitions(&**client, &rows).await?;
-        let out = output(a, actor, &rows, products);
+        let current = current_versions(&**client, &rows).await?;
+        let out = output(a, actor, &rows, products, &current);
         return render(ctx, &out);
     }
     confirm(rows.len(), a)?;
@@ -411,6 +412,7 @@ pub async fn replay(ctx: &Ctx, a: &ReplayArgs) -> Result<(), CtlError> {
     let products = transitions(&tx, &rows).await?;
     tx.execute(
         "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = now(),
+                first_failed_at = NULL, lease_expiries = 0,
                 lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL,
                 completed_at = NULL, updated_at = now()
          WHERE event_id = ANY($1) AND state = 'dead'",
@@ -447,7 +449,8 @@ pub async fn replay(ctx: &Ctx, a: &ReplayArgs) -> Result<(), CtlError> {
         .await
         .ctx("write audit row")?;
     }
-    let out = output(a, actor, &rows, products);
+    let current = current_versions(&tx, &rows).await?;
+    let out = output(a, actor, &rows, products, &current);
     for k in &out.notified_kinds {
         rvc_outbox::notify(&tx, *k).await?;
     }
@@ -456,11 +459,30 @@ pub async fn replay(ctx: &Ctx, a: &ReplayArgs) -> Result<(), CtlError> {
     render(ctx, &out)
 }
 
+/// Current version of each product of `rows`.
+async fn current_versions<C: GenericClient>(
+    db: &C,
+    rows: &[OutboxEntry],
+) -> Result<BTreeMap<Uuid, i32>, CtlError> {
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.product_id).collect();
+    Ok(db
+        .query(
+            "SELECT id, version FROM products WHERE id = ANY($1)",
+            &[&ids],
+        )
+        .await
+        .ctx("current versions")?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect())
+}
+
 fn output(
     a: &ReplayArgs,
     actor: String,
     rows: &[OutboxEntry],
     products: Vec<ProductTransition>,
+    current: &BTreeMap<Uuid, i32>,
 ) -> ReplayOutput {
     let kinds: BTreeSet<usize> = rows.iter().map(|r| step_index(r.kind)).collect();
     ReplayOutput {
@@ -479,6 +501,10 @@ fn output(
                 state_after: OutboxState::Pending,
                 attempts_before: r.attempts,
                 last_error: r.last_error.clone(),
+                superseded_by: current
+                    .get(&r.product_id)
+                    .copied()
+                    .filter(|v| *v > r.product_version),
             })
             .collect(),
         products,
@@ -524,6 +550,24 @@ fn render(ctx: &Ctx, out: &ReplayOutput) -> Result<(), CtlError> {
     }
     print!("{}", t.render());
     println!("each row: next attempt now, lease cleared");
+    for r in &out.rows {
+        if let Some(current) = r.superseded_by {
+            println!(
+                "note: {} version {} is superseded by version {current}: replaying its {} step \
+                 {} version {} after a newer one; consumers keep the highest \
+                 product_version per product (docs/events.md), so they ignore it",
+                r.sku,
+                r.product_version,
+                r.kind,
+                if out.dry_run {
+                    "would publish"
+                } else {
+                    "publishes"
+                },
+                r.product_version
+            );
+        }
+    }
     for p in &out.products {
         println!(
             "product {} ({}) version {}: {would}move {} -> {}",

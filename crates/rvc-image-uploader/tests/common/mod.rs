@@ -175,6 +175,7 @@ pub fn worker_config() -> WorkerConfig {
             max: Duration::from_millis(200),
         },
         shutdown_grace: Duration::from_secs(5),
+        retry_window: Duration::from_secs(3600),
     }
 }
 

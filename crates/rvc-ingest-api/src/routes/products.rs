@@ -46,6 +46,18 @@ pub struct SkuQuery {
     pub sku: Option<String>,
 }
 
+/// Reads and discards up to `max` bytes of a body.
+async fn drain(mut payload: web::Payload, max: usize) {
+    use futures::StreamExt;
+    let mut seen = 0usize;
+    while let Some(Ok(chunk)) = payload.next().await {
+        seen += chunk.len();
+        if seen > max {
+            break;
+        }
+    }
+}
+
 /// Accept a product and its photos.
 #[utoipa::path(
     post,
@@ -57,8 +69,10 @@ pub struct SkuQuery {
         (status = 200, description = "Nothing changed since the current version", body = ProductAck),
         (status = 400, description = "Missing or invalid field", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "A photo or the request is too large", body = Problem, content_type = "application/problem+json"),
+        (status = 408, description = "The body was not received within BODY_READ_TIMEOUT_SECS", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JPEG/PNG/WebP, or not multipart", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Idempotency-Key reused with different content, or image dimensions too large", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Busy (too many photos in flight, or no database connection free): retry after Retry-After seconds", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn create(
@@ -77,7 +91,57 @@ pub async fn create(
         ));
     }
     let key = idempotency::key_from(req.headers())?;
-    let product = form::read_product(Multipart::new(req.headers(), payload), &state.limits).await?;
+    // Reserve room for the body before reading any of it: the request's Content-Length, or
+    // the largest allowed body when it sends none. The reservation is held until the answer
+    // (the photos stay in memory until they are in Postgres).
+    let limits = &state.limits;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limits.max_body_bytes()) {
+        return Err(Problem::too_large(format!(
+            "the request body is larger than {} bytes",
+            limits.max_body_bytes()
+        )));
+    }
+    let need = declared.unwrap_or_else(|| limits.max_body_bytes());
+    let permits = u32::try_from(need.div_ceil(1024).max(1))
+        .unwrap_or(u32::MAX)
+        .min(
+            u32::try_from(limits.max_inflight_body_bytes / 1024)
+                .unwrap_or(u32::MAX)
+                .max(1),
+        );
+    let _admitted = match tokio::time::timeout(
+        std::time::Duration::from_millis(limits.admission_wait_ms),
+        state.admission.clone().acquire_many_owned(permits),
+    )
+    .await
+    {
+        Ok(Ok(permit)) => permit,
+        Ok(Err(_)) | Err(_) => {
+            metrics::counter!("rvc_ingest_requests_total", "outcome" => "busy").increment(1);
+            // Read and drop the body (nothing is kept) so the client, still sending, gets
+            // this answer rather than a reset connection.
+            let _ = tokio::time::timeout(
+                std::time::Duration::from_secs(limits.body_read_timeout_secs),
+                drain(payload, limits.max_body_bytes()),
+            )
+            .await;
+            return Err(Problem::unavailable(
+                "the server is receiving as many photos as it holds at once; nothing was written, retry later",
+            )
+            .retry_after(1));
+        }
+    };
+    let product = tokio::time::timeout(
+        std::time::Duration::from_secs(limits.body_read_timeout_secs),
+        form::read_product(Multipart::new(req.headers(), payload), limits),
+    )
+    .await
+    .map_err(|_| Problem::body_timeout(limits.body_read_timeout_secs))??;
     let request_hash = product.content_hash();
 
     let mut client = state.pool.get().await?;

@@ -47,6 +47,7 @@ pub fn config(batch_size: usize) -> WorkerConfig {
             max: Duration::from_secs(8),
         },
         shutdown_grace: Duration::from_secs(5),
+        retry_window: Duration::from_secs(3600),
     }
 }
 

@@ -297,6 +297,17 @@ pub async fn seed_product(
     sku: &str,
     photos: &[Vec<u8>],
 ) -> Seeded {
+    seed_product_priced(db, store, sku, photos, 1999).await
+}
+
+/// [`seed_product`] at a price in minor units (a price-only change is a new version).
+pub async fn seed_product_priced(
+    db: &TestDb,
+    store: &dyn ObjectStore,
+    sku: &str,
+    photos: &[Vec<u8>],
+    price_minor: i64,
+) -> Seeded {
     let images: Vec<StagedImage> = photos
         .iter()
         .map(|b| StagedImage {
@@ -308,7 +319,7 @@ pub async fn seed_product(
         sku: Sku::parse(sku).unwrap(),
         name: ProductName::parse(&format!("Product {sku}")).unwrap(),
         category: CategoryName::parse("tests").unwrap(),
-        price: Price::from_minor(1999).unwrap(),
+        price: Price::from_minor(price_minor).unwrap(),
         currency: Currency::parse("EUR").unwrap(),
         images: images.clone(),
         traceparent: None,
@@ -402,6 +413,7 @@ pub fn worker_config() -> WorkerConfig {
             max: Duration::from_secs(3),
         },
         shutdown_grace: Duration::from_secs(10),
+        retry_window: Duration::from_secs(3600),
     }
 }
 
