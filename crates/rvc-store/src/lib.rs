@@ -3,6 +3,7 @@
 pub mod catalog;
 pub mod migrations;
 pub mod products;
+pub mod recognizable;
 
 pub use deadpool_postgres::Pool as PgPool;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
