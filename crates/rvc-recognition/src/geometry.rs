@@ -64,6 +64,9 @@ impl BoxF {
     }
 }
 
+/// Most window positions along one axis for one scale.
+pub const MAX_POSITIONS: usize = 7;
+
 /// Square windows (in pixels) whose side is `s` × the image's short side, for each scale,
 /// stepped by `side × step` and spread evenly so the last one touches the far edge; in
 /// fractions of a `w`×`h` image.
@@ -78,7 +81,8 @@ pub fn grid(w: u32, h: u32, scales: &[f32], step: f32) -> Vec<BoxF> {
             if extent >= 1.0 - 1e-6 {
                 return vec![0.0];
             }
-            let n = ((1.0 - extent) / (extent * step)).ceil() as usize + 1;
+            // at most MAX_POSITIONS per axis: very elongated photos would explode otherwise
+            let n = (((1.0 - extent) / (extent * step)).ceil() as usize + 1).min(MAX_POSITIONS);
             (0..n)
                 .map(|i| i as f32 * (1.0 - extent) / (n - 1) as f32)
                 .collect()

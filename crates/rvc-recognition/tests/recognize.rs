@@ -36,14 +36,16 @@ fn model_path() -> PathBuf {
     p
 }
 
-/// `target/debug/rvc-vector-index` next to this test's own binary.
+/// The `rvc-vector-index` binary beside this crate's own binary (or `VECTOR_INDEX_BIN`).
 fn vector_index_bin() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap();
-    let p = dir.join("rvc-vector-index");
+    if let Some(p) = std::env::var_os("VECTOR_INDEX_BIN").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    let me = PathBuf::from(env!("CARGO_BIN_EXE_rvc-recognition-eval"));
+    let p = me.parent().unwrap().join("rvc-vector-index");
     assert!(
         p.is_file(),
-        "{} missing: cargo build -p rvc-vector-server first",
+        "{} is missing: build it first (cargo build -p rvc-vector-server)",
         p.display()
     );
     p
