@@ -18,6 +18,7 @@ setup: ## install missing tools and services (apt, cargo install, python venv, m
 	@scripts/setup-prometheus.sh
 	@scripts/setup-k8s-validate.sh
 	@scripts/setup-pos-client.sh
+	@scripts/setup-eval.sh
 	@scripts/check-setup.sh
 
 build: setup ## build every binary
@@ -52,8 +53,7 @@ fmt: ## format the code
 bench: setup ## benchmarks; figures go to docs/benchmarks.md
 	@scripts/bench.sh
 
-eval: setup ## recognition evaluation, table in docs/recognition.md (EVAL_ARGS="--every 4" for a quick run)
-	@scripts/setup-eval.sh
+eval: setup ## recognition evaluation, table in docs/recognition.md (EVAL_ARGS="--every 6" for a quick run)
 	@$(CARGO) build --quiet -p rvc-vector-server -p rvc-recognition --bins
 	@.venv/bin/python scripts/eval_recognition.py build --wheels var/eval/wheels --out var/eval/data
 	@target/debug/rvc-recognition-eval --data var/eval/data --out var/eval/results.jsonl $(EVAL_ARGS)

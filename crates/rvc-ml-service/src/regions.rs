@@ -95,6 +95,9 @@ pub struct RegionEmbeddings {
     pub pooling_grid: u32,
 }
 
+/// Where the image lies in the letterboxed input: (x, y, width, height) in input pixels.
+type Content = (f32, f32, f32, f32);
+
 /// The feature-map network at one square input size.
 struct FeatureMapPlan {
     plan: Arc<TypedRunnableModel>,
@@ -153,12 +156,7 @@ impl FeatureMapPlan {
     /// Letterboxes `img` into the square input (centred, padded with the normalisation mean,
     /// i.e. zeros) and runs the network. Returns the feature map (C × g × g, row-major) and
     /// the content rectangle in input pixels (x, y, w, h).
-    fn run(
-        &self,
-        img: &DynamicImage,
-        mean: f32,
-        std: f32,
-    ) -> Result<(Vec<f32>, (f32, f32, f32, f32)), MlError> {
+    fn run(&self, img: &DynamicImage, mean: f32, std: f32) -> Result<(Vec<f32>, Content), MlError> {
         let s = self.size;
         let rgb = img.to_rgb8();
         let (w, h) = rgb.dimensions();
@@ -206,12 +204,7 @@ impl FeatureMapPlan {
 
     /// Mean of the cells whose centre lies inside `b` (image fractions mapped through the
     /// letterbox), at least the cell nearest the box centre; L2-normalised.
-    fn pool(
-        &self,
-        fm: &[f32],
-        content: (f32, f32, f32, f32),
-        b: &FracBox,
-    ) -> Result<Vec<f32>, MlError> {
+    fn pool(&self, fm: &[f32], content: Content, b: &FracBox) -> Result<Vec<f32>, MlError> {
         let g = self.grid;
         let cell = self.size as f32 / g as f32;
         let (cx, cy, cw, ch) = content;
@@ -280,7 +273,7 @@ impl RegionEmbedder {
         let feature_map = if pooling_size == 0 {
             None
         } else {
-            if pooling_size % 32 != 0 || pooling_size > 2048 {
+            if !pooling_size.is_multiple_of(32) || pooling_size > 2048 {
                 return Err(MlError::Config(format!(
                     "ML_POOLING_INPUT_SIZE={pooling_size} must be a multiple of 32, at most 2048"
                 )));

@@ -384,7 +384,13 @@ async fn nothing_from_the_catalog_gives_an_empty_list_and_bad_input_is_problem_j
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["objects"], serde_json::json!([]), "{body:#}");
 
-    let cases: Vec<(Option<(&[u8], &str)>, Vec<(&str, &str)>, u16, &str)> = vec![
+    type Case<'a> = (
+        Option<(&'a [u8], &'a str)>,
+        Vec<(&'a str, &'a str)>,
+        u16,
+        &'a str,
+    );
+    let cases: Vec<Case> = vec![
         (None, vec![("top_k", "3")], 400, "image"),
         (
             Some((b"GIF89a not a supported image at all", "image/gif")),
