@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 /// Default open-set threshold (cosine similarity), calibrated on `make eval` (docs/recognition.md):
 /// the lowest value at which at most 5 % of photos of things not in the catalog got an object.
-pub const DEFAULT_MIN_SCORE: f32 = 0.65;
+pub const DEFAULT_MIN_SCORE: f32 = 0.675;
 /// Default and largest number of candidates per object.
 pub const DEFAULT_TOP_K: usize = 5;
 pub const MAX_TOP_K: usize = 20;
