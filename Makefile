@@ -5,7 +5,7 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 CARGO ?= cargo
 
 .DEFAULT_GOAL := help
-.PHONY: help setup build run test test-fast test-rules test-manifests lint fmt bench clean-test-dbs fuzz-api
+.PHONY: help setup build run test test-fast test-rules test-manifests lint fmt bench eval clean-test-dbs fuzz-api
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -57,6 +57,13 @@ fmt: ## format the code
 
 bench: setup ## benchmarks; figures go to docs/benchmarks.md
 	@scripts/bench.sh
+
+eval: setup ## recognition evaluation, table in docs/recognition.md (EVAL_ARGS="--every 6" for a quick run)
+	@scripts/setup-eval.sh
+	@$(CARGO) build --quiet -p rvc-vector-server -p rvc-recognition --bins
+	@.venv/bin/python scripts/eval_recognition.py build --wheels var/eval/wheels --out var/eval/data
+	@target/debug/rvc-recognition-eval --data var/eval/data --out var/eval/results.jsonl $(EVAL_ARGS)
+	@.venv/bin/python scripts/eval_recognition.py score --data var/eval/data --results var/eval/results.jsonl
 
 clean-test-dbs: ## drop databases left behind by interrupted tests
 	@psql -h 127.0.0.1 -U postgres -Atc "SELECT datname FROM pg_database WHERE datname LIKE 'rvc_test_%'" \

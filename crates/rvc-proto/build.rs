@@ -3,7 +3,13 @@
 //! Also writes the file descriptor set that gRPC reflection serves (`FILE_DESCRIPTOR_SET`).
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let files = ["ml.proto", "events.proto", "catalog.proto"].map(|f| root.join(f));
+    let files = [
+        "ml.proto",
+        "events.proto",
+        "catalog.proto",
+        "recognition.proto",
+    ]
+    .map(|f| root.join(f));
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());
     }

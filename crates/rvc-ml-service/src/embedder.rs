@@ -241,6 +241,18 @@ impl Embedder {
         Ok(v)
     }
 
+    /// Embeds an already preprocessed NCHW input (see [`to_input`]) with a reused state:
+    /// unit length, same space as [`Self::embed`].
+    pub fn embed_input_with(
+        &self,
+        state: &mut EmbedderState,
+        input: Vec<f32>,
+    ) -> Result<Vec<f32>, MlError> {
+        let mut v = self.forward_with(state, input)?;
+        l2_normalize(&mut v)?;
+        Ok(v)
+    }
+
     /// The network input for `bytes`: NCHW float32, `3 × input_size × input_size` values.
     pub fn preprocess(&self, bytes: &[u8]) -> Result<Vec<f32>, MlError> {
         let img = decode(bytes, self.cfg.max_image_pixels)?;

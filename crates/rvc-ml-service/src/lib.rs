@@ -9,11 +9,13 @@
 pub mod embedder;
 pub mod error;
 pub mod pool;
+pub mod regions;
 pub mod service;
 
 pub use embedder::{Embedder, EmbedderConfig};
 pub use error::MlError;
 pub use pool::InferencePool;
+pub use regions::{RegionEmbedder, RegionsConfig};
 pub use service::{serve, serve_with_embedder, MlService, ServiceConfig};
 
 /// The default model file, relative to the repository root.

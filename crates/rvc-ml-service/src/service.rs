@@ -35,6 +35,8 @@ pub struct ServiceConfig {
     /// On SIGTERM/SIGINT, seconds to let in-flight calls finish before connections are closed.
     #[arg(long, env = "ML_SHUTDOWN_GRACE_SECS", default_value_t = 20)]
     pub shutdown_grace_secs: u64,
+    #[command(flatten)]
+    pub regions: crate::regions::RegionsConfig,
 }
 
 impl Default for ServiceConfig {
@@ -46,6 +48,7 @@ impl Default for ServiceConfig {
             max_batch: 32,
             max_message_bytes: 32 * 1024 * 1024,
             shutdown_grace_secs: 20,
+            regions: crate::regions::RegionsConfig::default(),
         }
     }
 }
@@ -65,6 +68,7 @@ impl ServiceConfig {
 #[derive(Debug, Clone)]
 pub struct MlService {
     pool: Arc<InferencePool>,
+    regions: Arc<crate::regions::RegionEmbedder>,
     info: ModelInfo,
     max_batch: usize,
 }
@@ -84,9 +88,16 @@ impl MlService {
             input_width: embedder.input_size(),
             input_height: embedder.input_size(),
         };
+        let regions = crate::regions::RegionEmbedder::new(
+            Arc::clone(&embedder),
+            cfg.regions.pooling_input_size,
+            cfg.effective_workers(),
+            cfg.regions.max_regions,
+        )?;
         let pool = InferencePool::start(embedder, cfg.effective_workers(), cfg.queue_capacity)?;
         Ok(Self {
             pool: Arc::new(pool),
+            regions: Arc::new(regions),
             info,
             max_batch: cfg.max_batch,
         })
@@ -152,6 +163,19 @@ impl MachineLearningService for MlService {
             }
         }
         Ok(Response::new(VectorizeBatchResponse { results: out }))
+    }
+
+    async fn embed_regions(
+        &self,
+        request: Request<rvc_proto::ml::EmbedRegionsRequest>,
+    ) -> Result<Response<rvc_proto::ml::EmbedRegionsResponse>, Status> {
+        crate::regions::handle(
+            &self.regions,
+            &self.info.model_version,
+            request.into_inner(),
+        )
+        .await
+        .map(Response::new)
     }
 
     async fn get_model_info(

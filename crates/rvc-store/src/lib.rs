@@ -1,9 +1,10 @@
 //! Postgres access: the pool, the embedded migrations and the product repository.
 
-pub mod catalog;
 pub mod api_keys;
+pub mod catalog;
 pub mod migrations;
 pub mod products;
+pub mod recognizable;
 pub mod retention;
 
 pub use deadpool_postgres::Pool as PgPool;

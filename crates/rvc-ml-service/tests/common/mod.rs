@@ -129,6 +129,11 @@ pub fn service_config() -> ServiceConfig {
         max_batch: 8,
         max_message_bytes: 8 * 1024 * 1024,
         shutdown_grace_secs: 10,
+        // no pooled (R-MAC) plan: these tests do not use EmbedRegions' pooled boxes
+        regions: rvc_ml_service::RegionsConfig {
+            pooling_input_size: 0,
+            ..Default::default()
+        },
     }
 }
 

@@ -120,6 +120,11 @@ impl MlServer {
             max_batch: 8,
             max_message_bytes: 16 * 1024 * 1024,
             shutdown_grace_secs: 2,
+            // no pooled (R-MAC) plan: these tests do not use EmbedRegions' pooled boxes
+            regions: rvc_ml_service::RegionsConfig {
+                pooling_input_size: 0,
+                ..Default::default()
+            },
         };
         let handle = tokio::spawn(rvc_ml_service::serve_with_embedder(
             listener,
