@@ -423,6 +423,7 @@ async fn read_your_write_of_a_price_change_through_the_cache() {
     icfg.redis_url = Some(redis_url());
     icfg.cache_key_prefix.clone_from(&prefix);
     let ingest = rvc_ingest_api::Application::build(icfg).await.unwrap();
+    let write_key = db.api_key(&[rvc_auth::Scope::CatalogWrite]).await;
     let ingest_base = format!("http://{}", ingest.addr());
     let server = ingest.into_server();
     let ingest_handle = server.handle();
@@ -450,6 +451,7 @@ async fn read_your_write_of_a_price_change_through_the_cache() {
                     .unwrap(),
             );
         http.post(format!("{ingest_base}/api/v1/products"))
+            .bearer_auth(&write_key)
             .multipart(form)
             .send()
     };

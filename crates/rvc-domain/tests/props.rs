@@ -80,6 +80,13 @@ fn check_inspect(bytes: &[u8]) {
         Err(DomainError::UnsupportedImage(m) | DomainError::ImageTooLarge(m)) => {
             assert!(!m.is_empty())
         }
+        // A photo longer than the aspect-ratio limit: a 400 on the `images` field.
+        Err(DomainError::Invalid {
+            field: "images",
+            reason,
+        }) => {
+            assert!(reason.contains("aspect ratio"), "{reason}")
+        }
         Err(e) => panic!("undocumented error {e:?}"),
     }
 }

@@ -97,6 +97,9 @@ impl Stack {
                 ("HTTP_ADDR", format!("127.0.0.1:{api_port}")),
                 ("AUTO_MIGRATE", "false".into()),
                 ("HTTP_WORKERS", "2".into()),
+                // These tests drive the pipeline, not access control (rvc-ingest-api's own
+                // tests cover keys): the API runs on loopback with keys off.
+                ("AUTH_MODE", "disabled".into()),
             ]),
         );
         ml.wait_port(addr(ml_port), Duration::from_secs(60)).await;

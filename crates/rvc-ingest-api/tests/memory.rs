@@ -73,6 +73,8 @@ async fn fifty_concurrent_40_mib_uploads_stay_under_the_memory_bound_and_all_get
             .env("DATABASE_URL", &db.url)
             .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
             .env("HTTP_WORKERS", "2")
+            // memory, not access control, is under test here (loopback only)
+            .env("AUTH_MODE", "disabled")
             .env("MAX_INFLIGHT_BODY_BYTES", INFLIGHT.to_string())
             .env("INGEST_ADMISSION_WAIT_MS", "1000")
             .env("RUST_LOG", "error"),

@@ -388,26 +388,12 @@ pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<DynamicImage, MlError> {
 }
 
 /// Resize the short side to `resize` (triangle filter), centre crop `crop`×`crop`, normalise
-/// `(p - mean) / std`, lay out as NCHW RGB. The long side is cropped *before* resizing to the
-/// span the centre crop uses (plus the filter's reach), so the resized buffer is about
-/// `resize × crop` whatever the image's aspect ratio.
+/// `(p - mean) / std`, lay out as NCHW RGB. The resized buffer is bounded by the catalog's
+/// aspect-ratio limit (`rvc_domain::MAX_ASPECT_RATIO`, checked in [`decode`]): at most
+/// `resize × resize·ratio` pixels. (Cropping the long side before resizing would bound it
+/// further but changes the sampling grid, so stored gallery vectors would no longer match.)
 pub fn to_input(img: &DynamicImage, resize: u32, crop: u32, mean: f32, std: f32) -> Vec<f32> {
-    let (w0, h0) = (img.width(), img.height());
-    let short = w0.min(h0).max(1);
-    // Source pixels the final crop covers along the long side, plus the triangle filter's
-    // support (one output pixel = short/resize source pixels) on each side.
-    let span = u64::from(short) * u64::from(crop) / u64::from(resize.max(1))
-        + 2 * u64::from(short.div_ceil(resize.max(1)))
-        + 2;
-    let keep = |long: u32| u32::try_from(span).unwrap_or(long).min(long);
-    let cropped = if w0 > h0 {
-        let kw = keep(w0);
-        img.crop_imm((w0 - kw) / 2, 0, kw, h0)
-    } else {
-        let kh = keep(h0);
-        img.crop_imm(0, (h0 - kh) / 2, w0, kh)
-    };
-    let rgb = cropped.to_rgb8();
+    let rgb = img.to_rgb8();
     let (w, h) = rgb.dimensions();
     let (nw, nh) = if w <= h {
         (resize, scaled(h, resize, w))
@@ -474,10 +460,10 @@ mod tests {
     }
 
     /// Issue 11, item 6: a thin strip is refused before its pixels are decoded (it made a
-    /// ~2-gigapixel resize buffer), and an elongated but accepted photo is cropped before it
-    /// is resized.
+    /// ~2-gigapixel resize buffer), and an elongated but accepted photo (at most 20:1, so its
+    /// resize buffer is bounded) still gives the model's input shape.
     #[test]
-    fn thin_strips_are_refused_and_long_photos_cropped_before_resizing() {
+    fn thin_strips_are_refused_and_long_photos_still_give_the_input_shape() {
         let png = |w: u32, h: u32| {
             let img = image::RgbImage::from_pixel(w, h, image::Rgb([10, 200, 30]));
             let mut buf = Vec::new();

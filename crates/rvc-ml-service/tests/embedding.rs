@@ -217,7 +217,7 @@ fn oversized_images_are_refused_before_decoding() {
     .unwrap();
     let err = small.embed(&fixture("cat.jpg")).unwrap_err();
     assert!(
-        matches!(&err, MlError::InvalidImage(m) if m.contains("limit")),
+        matches!(&err, MlError::InvalidImage(m) if m.contains("pixels")),
         "{err}"
     );
     // A tiny image (smaller than the crop) is upscaled and works.
