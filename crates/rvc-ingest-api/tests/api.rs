@@ -298,6 +298,9 @@ async fn lookups_answer_404_and_400_as_problems() {
     .await;
     problem(get("/api/v1/products/not-a-uuid").await.unwrap(), 400).await;
     problem(get("/api/v1/products?sku=nope").await.unwrap(), 404).await;
+    // schemathesis found this one: a NUL byte (refused by Postgres in text) was a 500
+    let p = problem(get("/api/v1/products?sku=A%00B").await.unwrap(), 400).await;
+    assert_eq!(p["field"], "sku", "{p}");
     problem(get("/api/v1/products").await.unwrap(), 400).await;
     problem(get("/no/such/route").await.unwrap(), 404).await;
 }

@@ -278,7 +278,7 @@ pub async fn get_by_id(
     params(SkuQuery),
     responses(
         (status = 200, body = PublicProductView),
-        (status = 400, description = "sku missing", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "sku missing or not a valid SKU", body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -290,6 +290,12 @@ pub async fn get_by_sku(
         .into_inner()
         .sku
         .ok_or_else(|| Problem::missing_field("sku").with_field("sku"))?;
+    // Parsed like a POSTed SKU: a string no product can have (a NUL byte, say, which Postgres
+    // refuses in text) is a 400, not a query.
+    let sku = rvc_domain::Sku::parse(&sku)
+        .map_err(|e| Problem::invalid_field("sku", e.to_string()))?
+        .as_str()
+        .to_owned();
     let client = state.pool.get().await?;
     match products::find(&**client, &ProductRef::Sku(sku.clone())).await? {
         Some(p) => Ok(HttpResponse::Ok().json(PublicProductView::from(p))),
