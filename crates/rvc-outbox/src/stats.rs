@@ -20,44 +20,12 @@ pub struct OutboxStats {
     pub dead: i64,
 }
 
+/// Every row by kind × state, `done` included (for `rvcctl outbox stats`, on demand).
+const ALL_COUNTS_SQL: &str =
+    "SELECT kind, state, count(*) FROM outbox GROUP BY kind, state ORDER BY kind, state";
+
 pub async fn stats(pool: &Pool) -> Result<OutboxStats, OutboxError> {
-    let client = pool.get().await?;
-    let counts: Vec<KindStateCount> = client
-        .query(
-            "SELECT kind, state, count(*) FROM outbox GROUP BY kind, state ORDER BY kind, state",
-            &[],
-        )
-        .await
-        .ctx("outbox counts")?
-        .iter()
-        .map(|r| KindStateCount {
-            kind: r.get(0),
-            state: r.get(1),
-            rows: r.get(2),
-        })
-        .collect();
-    let oldest = client
-        .query(
-            "SELECT kind, extract(epoch FROM now() - min(next_attempt_at))::float8
-             FROM outbox WHERE state IN ('pending', 'leased') AND next_attempt_at <= now()
-             GROUP BY kind ORDER BY kind",
-            &[],
-        )
-        .await
-        .ctx("oldest claimable")?
-        .iter()
-        .map(|r| (r.get::<_, String>(0), r.get::<_, f64>(1)))
-        .collect();
-    let dead = counts
-        .iter()
-        .filter(|c| c.state == "dead")
-        .map(|c| c.rows)
-        .sum();
-    Ok(OutboxStats {
-        counts,
-        oldest_claimable_secs: oldest,
-        dead,
-    })
+    stats_with(pool, ALL_COUNTS_SQL).await
 }
 
 /// Rows by kind × state for the gauges, `done` left out: only pending/leased and dead rows
@@ -71,11 +39,17 @@ pub const LIVE_COUNTS_SQL: &str =
      SELECT kind, 'dead', count(*) FROM outbox WHERE state = 'dead' GROUP BY kind";
 
 async fn live_stats(pool: &Pool) -> Result<OutboxStats, OutboxError> {
+    stats_with(pool, LIVE_COUNTS_SQL).await
+}
+
+/// Counts by `counts_sql` (kind, state, count), the oldest claimable row per kind, and the
+/// dead total.
+async fn stats_with(pool: &Pool, counts_sql: &str) -> Result<OutboxStats, OutboxError> {
     let client = pool.get().await?;
     let counts: Vec<KindStateCount> = client
-        .query(LIVE_COUNTS_SQL, &[])
+        .query(counts_sql, &[])
         .await
-        .ctx("outbox live counts")?
+        .ctx("outbox counts")?
         .iter()
         .map(|r| KindStateCount {
             kind: r.get(0),
