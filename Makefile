@@ -36,8 +36,8 @@ test: lint test-rules test-manifests ## lint, then the whole test suite against 
 	$(CARGO) nextest run --workspace --no-fail-fast
 	@scripts/fuzz-api.sh
 
-fuzz-api: setup ## schemathesis against the ingest API's OpenAPI document (with and without keys)
-	@$(CARGO) build --quiet -p rvc-ingest-api -p rvcctl --bins
+fuzz-api: setup ## schemathesis against the ingest and read APIs' OpenAPI documents (with and without keys)
+	@$(CARGO) build --quiet -p rvc-ingest-api -p rvc-catalog -p rvcctl --bins
 	@scripts/fuzz-api.sh
 
 test-rules: ## promtool: check the Prometheus config and rules, run the alert unit tests

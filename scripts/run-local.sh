@@ -94,7 +94,7 @@ if [ -n "$S3_ENDPOINT" ]; then
     --access-key "$S3_ACCESS_KEY_ID" --secret-key "$S3_SECRET_ACCESS_KEY" "$repo/var/s3"
   wait_port "$s3_hostport" s3s-fs
 fi
-start rvc-vector-index "$bin/rvc-vector-index"
+start rvc-vector-index env METRICS_ADDR="${VECTOR_METRICS_ADDR:-127.0.0.1:9105}" "$bin/rvc-vector-index"
 wait_port "$VECTOR_ADDR" rvc-vector-index
 start rvc-ml-service env METRICS_ADDR="${ML_METRICS_ADDR:-127.0.0.1:9104}" "$bin/rvc-ml-service"
 wait_port "$ML_ADDR" rvc-ml-service
@@ -105,7 +105,9 @@ for w in rvc-image-uploader rvc-vectorizer rvc-relay; do
   [ -x "$bin/$w" ] && start "$w" "$bin/$w"
 done
 wait_port "$HTTP_ADDR" rvc-ingest-api
-# the read side (gRPC ProductService on GRPC_ADDR, HTTP reads on CATALOG_HTTP_ADDR)
+# the read side: gRPC ProductService and RecognitionService on GRPC_ADDR, HTTP reads and
+# POST /api/v1/recognize on CATALOG_HTTP_ADDR; API keys enforced as on the ingest API (the dev
+# key above holds every scope); recognition uses ML_SERVICE_URL and QDRANT_URL from above
 export REDIS_URL="${REDIS_URL-redis://127.0.0.1:6379}" GRPC_ADDR="${GRPC_ADDR:-127.0.0.1:8091}"
 export CATALOG_HTTP_ADDR="${CATALOG_HTTP_ADDR:-127.0.0.1:8081}"
 [ -x "$bin/rvc-catalog" ] && start rvc-catalog "$bin/rvc-catalog" && wait_port "$GRPC_ADDR" rvc-catalog
@@ -124,8 +126,11 @@ API:        http://$HTTP_ADDR/api/v1/products
 API key:    $RVC_DEV_API_KEY  (every scope; in var/dev-api-key)
             curl -H "Authorization: Bearer \$(cat var/dev-api-key)" "http://$HTTP_ADDR/api/v1/products?sku=OAT-1L"
 Swagger UI: http://$HTTP_ADDR/swagger/index.html
-Read API:   grpc $GRPC_ADDR (rvc.catalog.v1.ProductService), http://$CATALOG_HTTP_ADDR/swagger/index.html
-POS client: .venv/bin/python scripts/pos-client.py --addr $GRPC_ADDR <product id>...
+Read API:   grpc $GRPC_ADDR (rvc.catalog.v1.ProductService, RecognitionService), http://$CATALOG_HTTP_ADDR/swagger/index.html
+            curl -H "Authorization: Bearer \$(cat var/dev-api-key)" "http://$CATALOG_HTTP_ADDR/api/v1/products?limit=5"
+Recognize:  curl -H "Authorization: Bearer \$(cat var/dev-api-key)" -F image=@photo.jpg "http://$CATALOG_HTTP_ADDR/api/v1/recognize"
+POS client: .venv/bin/python scripts/pos-client.py --addr $GRPC_ADDR <product id>...   (key: RVC_API_KEY or var/dev-api-key)
+Console:    http://$CATALOG_HTTP_ADDR/console/  (asks once for the key above)
 Events:     .venv/bin/python scripts/read-events.py --brokers $KAFKA_BROKERS --topic $KAFKA_TOPIC
 Outbox:     target/debug/rvcctl outbox stats
 A process that exits is restarted (the console says so). Ctrl-C stops everything.

@@ -10,9 +10,10 @@
 3. Checks what the schemas cannot: a Deployment per binary with /healthz liveness and /readyz
    readiness probes on a declared port, resource requests, a PodDisruptionBudget selecting
    each Deployment, envFrom references that exist, a Job running `rvcctl migrate`, an HPA on
-   the outbox lag for every worker.
-4. compose.yaml: every service restarts, every long-running one has a healthcheck,
-   depends_on names exist, the image carries the model, the bucket and topic are created.
+   the outbox lag for every worker and one on CPU for the ML service and the read side.
+4. compose.yaml: every binary runs, every service restarts, every long-running one has a
+   healthcheck, depends_on names exist, the image carries the model, the bucket and topic are
+   created.
 
 Run with the repo venv: .venv/bin/python scripts/validate-manifests.py (make test-manifests).
 Exit 0 when everything holds, 1 with one line per problem otherwise.
@@ -30,8 +31,9 @@ from kubernetes_validate import utils as kv
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BASE = os.path.join(REPO, "deploy", "k8s", "base")
 K8S_VERSIONS = ["1.30.0", "1.37.0"]
-BINARIES = ["rvc-ingest-api", "rvc-ml-service", "rvc-image-uploader", "rvc-vectorizer", "rvc-relay"]
+BINARIES = ["rvc-ingest-api", "rvc-catalog", "rvc-ml-service", "rvc-image-uploader", "rvc-vectorizer", "rvc-relay"]
 WORKERS = {"rvc-image-uploader": "upload_images", "rvc-vectorizer": "vectorize", "rvc-relay": "publish"}
+CPU_SCALED = ["rvc-ml-service", "rvc-catalog"]
 KUSTOMIZE_FIELDS = {"apiVersion", "kind", "resources", "labels", "images"}
 
 problems: list[str] = []
@@ -159,6 +161,13 @@ def check_semantics(objects: list[dict]) -> None:
                and m["external"]["metric"].get("selector", {}).get("matchLabels", {}).get("kind") == kind]
         if not lag:
             problem(f"{name_of(h)}: no external rvc_outbox_* metric of kind {kind} (outbox lag)")
+    for d in CPU_SCALED:
+        h = hpas.get(d)
+        if h is None:
+            problem(f"no HorizontalPodAutoscaler for {d}")
+        elif not any(m.get("type") == "Resource" and m["resource"].get("name") == "cpu"
+                     for m in h["spec"].get("metrics", [])):
+            problem(f"{name_of(h)}: no cpu Resource metric")
 
 
 def check_compose() -> None:
@@ -189,6 +198,11 @@ def check_compose() -> None:
         if build and not os.path.isfile(os.path.join(REPO, build.get("context", "."), build.get("dockerfile", "Dockerfile"))):
             problem(f"compose.yaml: service {name} builds from a missing Dockerfile")
     cmds = " ".join(" ".join(map(str, s.get("command", []) or [])) for s in services.values())
+    run = {(c.split() if isinstance(c, str) else list(c))[0]
+           for c in (s.get("command") for s in services.values()) if c}
+    for b in BINARIES:
+        if b not in run:
+            problem(f"compose.yaml: no service runs {b}")
     if "mc mb" not in cmds:
         problem("compose.yaml: nothing creates the bucket")
     if "kafka-topics.sh" not in cmds or "--create" not in cmds:

@@ -83,28 +83,9 @@ pub struct AuthArgs {
 }
 
 impl Default for AuthArgs {
+    /// The defaults of the `#[arg]` attributes above (stated once, there).
     fn default() -> Self {
-        Self {
-            auth_mode: AuthMode::Enforce,
-            auth_cache_ttl_secs: 10,
-            rate_limit_catalog_write: RateSpec {
-                per_sec: 20.0,
-                burst: 40.0,
-            },
-            rate_limit_catalog_read: RateSpec {
-                per_sec: 200.0,
-                burst: 400.0,
-            },
-            rate_limit_recognize: RateSpec {
-                per_sec: 20.0,
-                burst: 40.0,
-            },
-            rate_limit_admin: RateSpec {
-                per_sec: 50.0,
-                burst: 100.0,
-            },
-            rate_limit_redis_url: None,
-        }
+        rvc_runtime::args::defaults()
     }
 }
 

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use rvc_auth::{AuthArgs, AuthError, Authenticator, RateSpec, Scope};
+use rvc_test_support::paths::redis_url;
 use rvc_test_support::TestDb;
 use std::future::Future;
 use std::io::Write;
@@ -31,10 +32,6 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     false
-}
-
-fn redis_url() -> String {
-    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
 #[tokio::test]

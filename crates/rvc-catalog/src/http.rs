@@ -1,6 +1,7 @@
 //! HTTP reads (actix-web): the product listing with keyset pagination and the batch lookup,
 //! problem+json errors, OpenAPI and Swagger UI.
 use crate::model::{parse_ids, Product};
+use crate::openapi::Security;
 use crate::reader::{Catalog, CatalogError};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse, ResponseError};
@@ -168,7 +169,8 @@ fn decode_cursor(s: &str) -> Result<Uuid, Problem> {
     params(ListQuery),
     responses(
         (status = 200, description = "A page of products", body = ProductPage),
-        (status = 400, description = "Invalid query", body = Problem, content_type = "application/problem+json")
+        (status = 400, description = "Invalid query", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable; retry", body = Problem, content_type = "application/problem+json")
     )
 )]
 pub async fn list(
@@ -241,7 +243,8 @@ pub async fn list(
     request_body = BatchGetRequest,
     responses(
         (status = 200, description = "Found products and unknown ids", body = BatchGetResponse),
-        (status = 400, description = "Malformed ids or too many", body = Problem, content_type = "application/problem+json")
+        (status = 400, description = "Malformed ids or too many", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable; retry", body = Problem, content_type = "application/problem+json")
     )
 )]
 pub async fn batch_get(
@@ -280,10 +283,23 @@ pub async fn batch_get(
 #[openapi(
     info(
         title = "Retail Vision Catalog read API",
-        description = "Current products for checkouts and POS: listing with keyset pagination and batch lookup by id (cached in Redis, never staler than the bound in docs/read-api.md)."
+        description = "Current products for checkouts and POS: listing with keyset pagination and batch lookup by id (cached in Redis, never staler than the bound in docs/read-api.md), and recognition of the catalog's products in a photo (docs/recognition.md).\n\nEvery `/api/v1` route needs an API key (`Authorization: Bearer rvc_<id>_<secret>`, created with `rvcctl apikey create`) holding the route's scope: `catalog:read` for the product reads, `recognize` for recognition (`admin` holds every scope). `/healthz`, `/readyz`, `/metrics` and this document are open."
     ),
-    paths(list, batch_get),
-    components(schemas(Product, ProductPage, BatchGetRequest, BatchGetResponse, Problem))
+    paths(list, batch_get, rvc_recognition::http::recognize),
+    components(schemas(
+        Product,
+        ProductPage,
+        BatchGetRequest,
+        BatchGetResponse,
+        Problem,
+        rvc_recognition::http::RecognizeForm,
+        rvc_recognition::Recognition,
+        rvc_recognition::RecognizedObject,
+        rvc_recognition::Candidate,
+        rvc_recognition::ProductInfo,
+        rvc_recognition::BoxF
+    )),
+    modifiers(&Security)
 )]
 pub struct ApiDoc;
 

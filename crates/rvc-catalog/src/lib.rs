@@ -1,6 +1,10 @@
-//! `rvc-catalog`, the read side: tonic `rvc.catalog.v1.ProductService` (with gRPC health and
-//! reflection) on `GRPC_ADDR`, HTTP reads, health, metrics, OpenAPI and Swagger UI on
-//! `CATALOG_HTTP_ADDR`, and the cache invalidator, over one [`reader::Catalog`].
+//! `rvc-catalog`, the read side: tonic `rvc.catalog.v1.ProductService` and
+//! `rvc.catalog.v1.RecognitionService` (with gRPC health and reflection) on `GRPC_ADDR`, HTTP
+//! reads, `POST /api/v1/recognize`, health, metrics, OpenAPI and Swagger UI on
+//! `CATALOG_HTTP_ADDR`, and the cache invalidator, over one [`reader::Catalog`]. Every API
+//! route and RPC needs an API key with its scope (rvc-auth; [`openapi::http_scope`],
+//! [`openapi::grpc_scope`]); health, metrics, the OpenAPI document, Swagger UI, gRPC health
+//! and reflection are open.
 //!
 //! How the cache stays fresh is described in docs/decisions.md ("Read side cache") and
 //! docs/read-api.md.
@@ -10,15 +14,21 @@ pub mod grpc;
 pub mod http;
 pub mod invalidator;
 pub mod model;
+pub mod openapi;
 pub mod reader;
+pub mod recognition;
 
-pub use config::{CacheArgs, Config};
+pub use config::{CacheArgs, Config, RecognitionArgs};
 pub use reader::{Catalog, Lookup, ReaderOptions};
 
 use actix_web::dev::{Server, Service};
 use actix_web::{web, App, HttpServer};
+use rvc_auth::{AuthMode, Authenticator, Scope};
 use rvc_cache::{NoCache, ProductCache, RedisCache};
 use rvc_proto::catalog::product_service_server::ProductServiceServer;
+use rvc_proto::catalog::recognition_service_server::RecognitionServiceServer;
+use rvc_recognition::grpc::RecognitionGrpc;
+use rvc_recognition::http::{HttpLimits, RecognizeState};
 use rvc_runtime::health::ReadyCheck;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -45,6 +55,14 @@ pub enum StartError {
     Reflection(String),
     #[error("gRPC server: {0}")]
     Grpc(String),
+    #[error(transparent)]
+    Auth(#[from] rvc_auth::BuildError),
+    #[error("AUTH_MODE=disabled is only allowed on loopback addresses, not {0}")]
+    AuthDisabledOffLoopback(SocketAddr),
+    #[error("recognition: {0}")]
+    Recognition(#[from] rvc_recognition::RecognitionError),
+    #[error("object storage: {0}")]
+    Objects(#[from] rvc_objects::ObjectStoreError),
 }
 
 /// The cache `config` asks for: Redis when `REDIS_URL` is set, otherwise none.
@@ -65,10 +83,13 @@ pub async fn cache_from(args: &CacheArgs) -> Result<Arc<dyn ProductCache>, Start
 pub struct Running {
     pub grpc_addr: SocketAddr,
     pub http_addr: SocketAddr,
+    /// Where /healthz, /readyz and /metrics are served when METRICS_ADDR is set.
+    pub metrics_addr: Option<SocketAddr>,
     pub catalog: Arc<Catalog>,
     shutdown: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     http: actix_web::dev::ServerHandle,
+    health: Option<actix_web::dev::ServerHandle>,
 }
 
 impl Running {
@@ -76,6 +97,9 @@ impl Running {
     pub async fn stop(self) {
         self.shutdown.cancel();
         self.http.stop(true).await;
+        if let Some(h) = self.health {
+            h.stop(true).await;
+        }
         for t in self.tasks {
             let _ = t.await;
         }
@@ -89,34 +113,37 @@ impl Running {
 }
 
 /// Starts gRPC, HTTP and (when configured) the invalidator on the current tokio runtime.
+/// Recognition's backends (ML service, vector index) are not contacted here: recognition
+/// answers 503 / UNAVAILABLE while they are unreachable.
 pub async fn start(
     config: &Config,
     cache: Arc<dyn ProductCache>,
     opts: ReaderOptions,
     shutdown: CancellationToken,
 ) -> Result<Running, StartError> {
-    let pool = rvc_store::pool(config.db.url(), config.db.database_pool_size)?;
+    let pool = rvc_runtime::db::pool(&config.db).map_err(rvc_store::StoreError::from)?;
     let opts = ReaderOptions {
         invalidator_in_process: config.cache.cache_invalidator,
         fill_max_age: Duration::from_secs(config.cache.cache_tombstone_ttl_secs.max(1)) / 2,
         ..opts
     };
     let catalog = Arc::new(Catalog::new(pool.clone(), cache, opts));
-    let mut tasks = Vec::new();
-
-    if config.cache.cache_invalidator {
-        let pg = rvc_store::pg_config(config.db.url())?;
-        let cfg = invalidator::InvalidatorConfig {
-            poll_interval: Duration::from_millis(config.cache.cache_invalidator_poll_ms.max(10)),
-            ..Default::default()
-        };
-        tasks.push(tokio::spawn(invalidator::run(
-            catalog.clone(),
-            pg,
-            cfg,
-            shutdown.clone(),
-        )));
-    }
+    let auth = Authenticator::build(config.auth.clone(), pool.clone()).await?;
+    let recognizer = recognition::recognizer(&config.recognition, catalog.clone())?;
+    // recognition follows the active model of the models table (a model migration's switch)
+    let follower = recognition::spawn_model_follower(
+        pool.clone(),
+        recognizer.clone(),
+        config.recognition.clone(),
+        shutdown.clone(),
+    );
+    // the web console (/console): photos from object storage, not contacted at start
+    let console = rvc_console::ConsoleState {
+        pool: pool.clone(),
+        objects: rvc_console::open_objects(&config.objects)?,
+        auth: auth.clone(),
+    };
+    let mut tasks = vec![follower];
 
     // gRPC
     let grpc_listener = tokio::net::TcpListener::bind(&config.grpc_addr)
@@ -135,6 +162,9 @@ pub async fn start(
     health_reporter
         .set_serving::<ProductServiceServer<grpc::ProductGrpc>>()
         .await;
+    health_reporter
+        .set_serving::<RecognitionServiceServer<RecognitionGrpc>>()
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(rvc_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -144,21 +174,7 @@ pub async fn start(
         catalog: catalog.clone(),
         max_ids: config.max_ids,
     });
-    let grpc_shutdown = shutdown.clone();
-    tasks.push(tokio::spawn(async move {
-        // TCP_NODELAY: without it a small reply waits ~40 ms for the client's delayed ACK
-        let incoming =
-            tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
-        let result = tonic::transport::Server::builder()
-            .add_service(health_service)
-            .add_service(reflection)
-            .add_service(products)
-            .serve_with_incoming_shutdown(incoming, grpc_shutdown.cancelled_owned())
-            .await;
-        if let Err(e) = result {
-            tracing::error!(error = %e, "gRPC server stopped with an error");
-        }
-    }));
+    let recognition = RecognitionGrpc::new(recognizer.clone()).into_server();
 
     // HTTP
     let listener = TcpListener::bind(&config.http_addr).map_err(|source| StartError::Bind {
@@ -169,49 +185,142 @@ pub async fn start(
         addr: config.http_addr.clone(),
         source,
     })?;
+    if auth.mode() == AuthMode::Disabled {
+        for addr in [grpc_addr, http_addr] {
+            if !addr.ip().is_loopback() {
+                return Err(StartError::AuthDisabledOffLoopback(addr));
+            }
+        }
+    }
+    let separate_health = config
+        .metrics_addr
+        .as_deref()
+        .filter(|m| !m.trim().is_empty());
     let server = http_server(
         listener,
-        catalog.clone(),
-        config.max_ids,
-        config.http_workers,
+        HttpParts {
+            catalog: catalog.clone(),
+            max_ids: config.max_ids,
+            workers: config.http_workers,
+            auth: auth.clone(),
+            recognize: RecognizeState {
+                recognizer,
+                limits: HttpLimits::default(),
+            },
+            health_here: separate_health.is_none(),
+            console,
+        },
     )?;
+    let mut metrics_addr = None;
+    let mut health = None;
+    if let Some(m) = separate_health {
+        let (bound, health_server) = rvc_runtime::health::serve(m, readiness(pool.clone()))?;
+        tracing::info!(addr = %bound, "health and metrics on their own address");
+        metrics_addr = Some(bound);
+        health = Some(health_server.handle());
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = health_server.await {
+                tracing::error!(error = %e, "health server stopped with an error");
+            }
+        }));
+    }
     let http = server.handle();
     tasks.push(tokio::spawn(async move {
         if let Err(e) = server.await {
             tracing::error!(error = %e, "HTTP server stopped with an error");
         }
     }));
+
+    if config.cache.cache_invalidator {
+        let pg = rvc_store::pg_config(config.db.url())?;
+        let cfg = invalidator::InvalidatorConfig {
+            poll_interval: Duration::from_millis(config.cache.cache_invalidator_poll_ms.max(10)),
+            ..Default::default()
+        };
+        tasks.push(tokio::spawn(invalidator::run(
+            catalog.clone(),
+            pg,
+            cfg,
+            shutdown.clone(),
+        )));
+    }
+
+    let grpc_shutdown = shutdown.clone();
+    tasks.push(tokio::spawn(async move {
+        // TCP_NODELAY: without it a small reply waits ~40 ms for the client's delayed ACK
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
+        let result = tonic::transport::Server::builder()
+            .layer(auth.grpc_layer(openapi::grpc_scope))
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(products)
+            .add_service(recognition)
+            .serve_with_incoming_shutdown(incoming, grpc_shutdown.cancelled_owned())
+            .await;
+        if let Err(e) = result {
+            tracing::error!(error = %e, "gRPC server stopped with an error");
+        }
+    }));
+
     tracing::info!(%grpc_addr, %http_addr, "rvc-catalog listening");
     Ok(Running {
         grpc_addr,
         http_addr,
+        metrics_addr,
         catalog,
         shutdown,
         tasks,
         http,
+        health,
     })
 }
 
+/// Readiness answers with a public reason only; the driver's error goes to the log. It covers
+/// the product reads (Postgres); recognition's backends are not part of it (reads keep serving
+/// while the ML service is down; recognition then answers 503).
 fn readiness(pool: rvc_store::PgPool) -> ReadyCheck {
     Arc::new(move || {
         let pool = pool.clone();
         Box::pin(async move {
-            rvc_store::ping(&pool).await.map_err(|e| e.to_string())?;
+            rvc_store::ping(&pool).await.map_err(|e| {
+                tracing::warn!(error = %e, "readiness: database unreachable");
+                "database unreachable".to_owned()
+            })?;
             match rvc_store::migrations::is_current(&pool).await {
                 Ok(true) => Ok(()),
                 Ok(false) => Err("migrations not applied: run `rvcctl migrate`".to_owned()),
-                Err(e) => Err(e.to_string()),
+                Err(e) => {
+                    tracing::warn!(error = %e, "readiness: migration check failed");
+                    Err("database check failed".to_owned())
+                }
             }
         })
     })
 }
 
-fn http_server(
-    listener: TcpListener,
+/// What the HTTP server is built from.
+struct HttpParts {
     catalog: Arc<Catalog>,
     max_ids: usize,
     workers: usize,
-) -> Result<Server, StartError> {
+    auth: Authenticator,
+    recognize: RecognizeState,
+    /// Serve /healthz, /readyz, /metrics here (false when METRICS_ADDR has them).
+    health_here: bool,
+    console: rvc_console::ConsoleState,
+}
+
+fn http_server(listener: TcpListener, parts: HttpParts) -> Result<Server, StartError> {
+    let HttpParts {
+        catalog,
+        max_ids,
+        workers,
+        auth,
+        recognize,
+        health_here,
+        console,
+    } = parts;
     let health = rvc_runtime::health::app_state(readiness(catalog.pool().clone()))?;
     let state = web::Data::new(http::HttpState { catalog, max_ids });
     let openapi = http::ApiDoc::openapi();
@@ -252,11 +361,34 @@ fn http_server(
             .app_data(web::JsonConfig::default().limit(256 * 1024).error_handler(|e, _| {
                 http::Problem::bad_request(format!("invalid JSON body: {e}")).into()
             }))
-            .configure(rvc_runtime::health::configure)
+            .configure(|cfg| {
+                if health_here {
+                    rvc_runtime::health::configure(cfg)
+                }
+            })
+            // Every API route names its scope (rvc-auth: 401/403/429 problem+json); the
+            // scopes are the ones openapi::http_scope documents. Recognition comes before the
+            // /api/v1 scope, which would otherwise take its path.
+            .service(
+                rvc_recognition::http::resource(recognize.clone())
+                    .wrap(auth.require(Scope::Recognize)),
+            )
+            // the web console: static files open, its data routes need a key
+            .configure(|cfg| rvc_console::configure(cfg, console.clone()))
             .service(
                 web::scope("/api/v1")
-                    .route("/products", web::get().to(http::list))
-                    .route("/products:batchGet", web::post().to(http::batch_get)),
+                    .route(
+                        "/products",
+                        web::get()
+                            .to(http::list)
+                            .wrap(auth.require(Scope::CatalogRead)),
+                    )
+                    .route(
+                        "/products:batchGet",
+                        web::post()
+                            .to(http::batch_get)
+                            .wrap(auth.require(Scope::CatalogRead)),
+                    ),
             )
             .service(SwaggerUi::new("/swagger/{_:.*}").url("/api-docs/openapi.json", openapi.clone()))
             .default_service(web::to(|| async {

@@ -22,6 +22,8 @@ fn config(db: &TestDb, redis: &str, prefix: &str) -> Config {
     c.grpc_addr = "127.0.0.1:0".into();
     c.http_addr = "127.0.0.1:0".into();
     c.http_workers = 2;
+    // these tests are about the reads; the keys are tested in tests/auth.rs
+    c.auth.auth_mode = rvc_auth::AuthMode::Disabled;
     c.db.database_url = db.url.clone().into();
     c.cache.redis_url = Some(redis.to_owned());
     c.cache.cache_key_prefix = prefix.to_owned();
@@ -314,6 +316,7 @@ fn catalog_bin(db: &TestDb, prefix: &str, http_port: u16, grpc_port: u16) -> std
         .env("CACHE_KEY_PREFIX", prefix)
         .env("CATALOG_HTTP_ADDR", format!("127.0.0.1:{http_port}"))
         .env("GRPC_ADDR", format!("127.0.0.1:{grpc_port}"))
+        .env("AUTH_MODE", "disabled")
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::null());
     cmd

@@ -41,6 +41,13 @@ impl ImageFormat {
         }
     }
 
+    /// The format whose [`extension`](Self::extension) is `ext` (exactly: `jpg`, `png`, `webp`).
+    pub fn from_extension(ext: &str) -> Option<Self> {
+        [Self::Jpeg, Self::Png, Self::Webp]
+            .into_iter()
+            .find(|f| f.extension() == ext)
+    }
+
     pub fn from_content_type(ct: &str) -> Option<Self> {
         match ct {
             "image/jpeg" => Some(Self::Jpeg),

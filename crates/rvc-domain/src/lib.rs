@@ -4,6 +4,7 @@
 //! into one of these newtypes; code that holds a `Sku` never re-validates it.
 
 mod image;
+mod keys;
 mod product;
 mod status;
 
@@ -11,8 +12,9 @@ pub use image::{
     check_pixels_and_aspect, ImageFormat, ImageLimits, SniffedImage, MAX_ASPECT_RATIO,
     MAX_IMAGE_PIXELS,
 };
+pub use keys::{IdempotencyKey, ImageKey};
 pub use product::{CategoryName, Currency, Price, ProductName, Sku};
-pub use status::{OutboxKind, OutboxState, ProductStatus};
+pub use status::{ModelState, OutboxKind, OutboxState, ProductStatus, VersionChange};
 
 /// Why a value was rejected. The message is written for the person who sent it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

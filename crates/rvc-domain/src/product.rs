@@ -4,8 +4,15 @@ use std::fmt;
 
 /// Stock keeping unit: 1-64 of `[A-Za-z0-9._-]`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
+#[serde(try_from = "String")]
 pub struct Sku(String);
+
+impl TryFrom<String> for Sku {
+    type Error = DomainError;
+    fn try_from(raw: String) -> Result<Self, DomainError> {
+        Self::parse(&raw)
+    }
+}
 
 impl Sku {
     pub const MAX_LEN: usize = 64;
@@ -67,8 +74,15 @@ fn parse_text(field: &'static str, raw: &str, max_chars: usize) -> Result<String
 
 /// Product display name: 1-128 characters after trimming.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
+#[serde(try_from = "String")]
 pub struct ProductName(String);
+
+impl TryFrom<String> for ProductName {
+    type Error = DomainError;
+    fn try_from(raw: String) -> Result<Self, DomainError> {
+        Self::parse(&raw)
+    }
+}
 
 impl ProductName {
     pub fn parse(raw: &str) -> Result<Self, DomainError> {
@@ -81,8 +95,15 @@ impl ProductName {
 
 /// Category name: 1-128 characters after trimming.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
+#[serde(try_from = "String")]
 pub struct CategoryName(String);
+
+impl TryFrom<String> for CategoryName {
+    type Error = DomainError;
+    fn try_from(raw: String) -> Result<Self, DomainError> {
+        Self::parse(&raw)
+    }
+}
 
 impl CategoryName {
     pub fn parse(raw: &str) -> Result<Self, DomainError> {
@@ -95,8 +116,15 @@ impl CategoryName {
 
 /// ISO 4217 alphabetic currency code (three upper-case letters).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
+#[serde(try_from = "String")]
 pub struct Currency(String);
+
+impl TryFrom<String> for Currency {
+    type Error = DomainError;
+    fn try_from(raw: String) -> Result<Self, DomainError> {
+        Self::parse(&raw)
+    }
+}
 
 impl Currency {
     pub fn parse(raw: &str) -> Result<Self, DomainError> {
@@ -116,8 +144,15 @@ impl Currency {
 
 /// A positive price in minor units (cents). Parsed from a decimal string, never a float.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
+#[serde(try_from = "i64")]
 pub struct Price(i64);
+
+impl TryFrom<i64> for Price {
+    type Error = DomainError;
+    fn try_from(minor: i64) -> Result<Self, DomainError> {
+        Self::from_minor(minor)
+    }
+}
 
 impl Price {
     /// Parses `"129.90"`, `"5"`, `"0.5"`: greater than zero, at most two fraction digits.
@@ -225,6 +260,37 @@ mod tests {
         ] {
             assert!(Price::parse(bad).is_err(), "{bad} should be rejected");
         }
+    }
+
+    #[test]
+    fn newtypes_deserialize_through_their_parse() {
+        assert_eq!(
+            serde_json::from_str::<Sku>("\" AB-1 \"").unwrap().as_str(),
+            "AB-1"
+        );
+        assert!(serde_json::from_str::<Sku>("\"a b\"").is_err());
+        assert!(serde_json::from_str::<ProductName>("\"  \"").is_err());
+        assert!(serde_json::from_str::<CategoryName>("\"x\\u0000\"").is_err());
+        assert_eq!(
+            serde_json::from_str::<Currency>("\"eur\"")
+                .unwrap()
+                .as_str(),
+            "EUR"
+        );
+        assert_eq!(
+            serde_json::from_str::<Price>("129").unwrap().minor_units(),
+            129
+        );
+        assert!(serde_json::from_str::<Price>("0").is_err());
+        // Serialised as the bare value, as before.
+        assert_eq!(
+            serde_json::to_string(&Sku::parse("A").unwrap()).unwrap(),
+            "\"A\""
+        );
+        assert_eq!(
+            serde_json::to_string(&Price::from_minor(5).unwrap()).unwrap(),
+            "5"
+        );
     }
 
     #[test]

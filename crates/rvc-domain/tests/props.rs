@@ -3,7 +3,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use proptest::prelude::*;
-use rvc_domain::{Currency, DomainError, ImageFormat, ImageLimits, Price, Sku, SniffedImage};
+use rvc_domain::{
+    Currency, DomainError, IdempotencyKey, ImageFormat, ImageKey, ImageLimits, Price, Sku,
+    SniffedImage,
+};
 
 fn png_header(w: u32, h: u32) -> Vec<u8> {
     let mut v = b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR".to_vec();
@@ -151,6 +154,40 @@ proptest! {
         match Currency::parse(&s) {
             Ok(c) => prop_assert!(c.as_str().len() == 3 && c.as_str().bytes().all(|b| b.is_ascii_uppercase())),
             Err(DomainError::Invalid { field, .. }) => prop_assert_eq!(field, "currency"),
+            Err(e) => prop_assert!(false, "undocumented error {e:?}"),
+        }
+    }
+
+    /// The one key layout: every key the uploader can write parses back to itself.
+    #[test]
+    fn image_key_round_trips(
+        id in any::<u128>(),
+        sha in "[0-9a-f]{64}",
+        format in prop_oneof![Just(ImageFormat::Jpeg), Just(ImageFormat::Png), Just(ImageFormat::Webp)],
+    ) {
+        let k = ImageKey::new(uuid::Uuid::from_u128(id), &sha, format).unwrap();
+        let text = k.to_string();
+        prop_assert_eq!(ImageKey::parse(&text).unwrap(), k);
+    }
+
+    /// Anything else either is refused with the documented error or formats back to itself.
+    #[test]
+    fn image_key_parse_is_total(s in "\\PC{0,120}|products/[0-9a-f-]{36}/[0-9a-fA-F]{60,66}\\.[a-z]{2,5}") {
+        match ImageKey::parse(&s) {
+            Ok(k) => prop_assert_eq!(k.to_string(), s),
+            Err(DomainError::Invalid { field, .. }) => prop_assert_eq!(field, "image_key"),
+            Err(e) => prop_assert!(false, "undocumented error {e:?}"),
+        }
+    }
+
+    #[test]
+    fn idempotency_key_parse_is_total(s in "\\PC{0,300}|[!-~]{1,300}") {
+        match IdempotencyKey::parse(&s) {
+            Ok(k) => {
+                prop_assert!(!k.as_str().is_empty() && k.as_str().len() <= 255);
+                prop_assert!(k.as_str().bytes().all(|b| b.is_ascii_graphic()));
+            }
+            Err(DomainError::Invalid { field, .. }) => prop_assert_eq!(field, "Idempotency-Key"),
             Err(e) => prop_assert!(false, "undocumented error {e:?}"),
         }
     }

@@ -11,7 +11,7 @@ use rvc_test_support::s3::TestS3;
 use rvc_test_support::TestDb;
 use uuid::Uuid;
 
-use crate::{repo_root, Proc};
+use crate::Proc;
 
 pub const TOPIC: &str = "catalog.product-events";
 pub const COLLECTION: &str = "e2e_product_images";
@@ -27,6 +27,8 @@ pub struct Stack {
     pub api_base: String,
     pub qdrant_url: String,
     pub ml_url: String,
+    /// `/metrics` of the ML service (its `ml_images_total` counts embeddings).
+    pub ml_metrics_url: String,
     pub http: reqwest::Client,
     pub ml: Proc,
     pub index: Proc,
@@ -59,21 +61,17 @@ impl Stack {
         };
         let (db, s3, kafka) = tokio::join!(TestDb::new(), TestS3::start(), TestKafka::start());
         let dir = tempfile::tempdir().expect("temp dir");
-        let model = repo_root().join("var/models/efficientnet-lite0.onnx");
-        assert!(
-            model.is_file(),
-            "{} is missing: run scripts/setup-model.sh",
-            model.display()
-        );
+        let model = rvc_test_support::paths::model_path();
 
         let ml_port = free_port();
+        let ml_metrics_port = free_port();
         let mut ml = Proc::start(
             "rvc-ml-service",
             dir.path(),
             &all(vec![
                 ("ML_ADDR", format!("127.0.0.1:{ml_port}")),
                 ("ML_MODEL_PATH", model.display().to_string()),
-                ("METRICS_ADDR", "127.0.0.1:0".into()),
+                ("METRICS_ADDR", format!("127.0.0.1:{ml_metrics_port}")),
             ]),
         );
         let index_port = free_port();
@@ -162,6 +160,7 @@ impl Stack {
             api_base: format!("http://127.0.0.1:{api_port}"),
             qdrant_url,
             ml_url,
+            ml_metrics_url: format!("http://127.0.0.1:{ml_metrics_port}/metrics"),
             http: reqwest::Client::new(),
             ml,
             index,
@@ -235,6 +234,24 @@ impl Stack {
             .or_else(|| body["product_id"].as_str())
             .unwrap_or_else(|| panic!("no id in {body}"));
         Uuid::parse_str(id).expect("product id is a uuid")
+    }
+
+    /// Photos the ML service embedded so far (`ml_images_total{outcome="ok"}` on its
+    /// `/metrics`): a real counter in the process that does the work.
+    pub async fn ml_embeddings(&self) -> u64 {
+        let text = self
+            .http
+            .get(&self.ml_metrics_url)
+            .send()
+            .await
+            .expect("ML service /metrics answers")
+            .text()
+            .await
+            .expect("metrics text");
+        text.lines()
+            .filter(|l| l.starts_with("ml_images_total{") && l.contains("outcome=\"ok\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
     }
 
     /// The S3 bucket through the production adapter.

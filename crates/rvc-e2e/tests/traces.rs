@@ -2,6 +2,10 @@
 //! OTLP/gRPC while the product goes to `indexed`, and the Kafka record's `traceparent`.
 //! The receiver is an OTLP TraceService in this test (the opentelemetry-proto types served with
 //! tonic): what the binaries send is exactly what a collector would get.
+//!
+//! The processes log at `warn` (the vectorizer at `debug`, in JSON): spans are traced whatever
+//! `RUST_LOG` says (`TRACE_FILTER`), and the vectorizer's log line for the product names the
+//! trace of the span the vectorizer exported.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::{Arc, Mutex};
@@ -69,9 +73,6 @@ fn attr(span: &Span, key: &str) -> Option<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails on its first assertion today: with OTLP export on, the API stored NULL as the \
-            outbox row's traceparent (run 2026-12-02, binaries of the shared build dir); \
-            un-ignore once the ingest traceparent is fixed and this passes"]
 async fn one_post_yields_the_ingest_span_a_linked_span_per_step_and_the_same_trace_on_kafka() {
     let receiver = Receiver::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -86,6 +87,10 @@ async fn one_post_yields_the_ingest_span_a_linked_span_per_step_and_the_same_tra
         ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{otlp}")),
         // export every 200 ms instead of 5 s, so the test waits less
         ("OTEL_BSP_SCHEDULE_DELAY", "200".to_owned()),
+        // Log lines filtered as in production (the API at warn: its request span must still
+        // be traced), JSON lines that carry the trace id.
+        ("RUST_LOG", "warn,rvc_vectorizer=debug".to_owned()),
+        ("LOG_FORMAT", "json".to_owned()),
     ];
     let mut stack = Stack::start_with(&env, &[]).await;
     let photo = fixture_photos().remove(0).1;
@@ -146,7 +151,8 @@ async fn one_post_yields_the_ingest_span_a_linked_span_per_step_and_the_same_tra
             .iter()
             .filter(|(svc, s)| svc == "rvc-ingest-api" && hex(&s.trace_id) == trace_id)
             .collect();
-        let linked: Vec<(String, String)> = steps
+        // (service, the span's own trace id, the span its link names)
+        let linked: Vec<(String, String, String)> = steps
             .iter()
             .filter_map(|(svc, kind)| {
                 spans
@@ -158,7 +164,14 @@ async fn one_post_yields_the_ingest_span_a_linked_span_per_step_and_the_same_tra
                             && attr(s, "product_id").as_deref() == Some(product_s.as_str())
                             && s.links.iter().any(|l| hex(&l.trace_id) == trace_id)
                     })
-                    .map(|(sv, s)| (sv.clone(), hex(&s.links[0].span_id)))
+                    .map(|(sv, s)| {
+                        let link = s.links.iter().find(|l| hex(&l.trace_id) == trace_id);
+                        (
+                            sv.clone(),
+                            hex(&s.trace_id),
+                            link.map(|l| hex(&l.span_id)).unwrap_or_default(),
+                        )
+                    })
             })
             .collect();
         if !ingest.is_empty() && linked.len() == steps.len() {
@@ -187,9 +200,40 @@ async fn one_post_yields_the_ingest_span_a_linked_span_per_step_and_the_same_tra
         ingest.iter().any(|(_, s)| hex(&s.span_id) == parent_span),
         "the stored traceparent's span {parent_span} was not exported by the API"
     );
-    for (svc, link_span) in &linked {
+    for (svc, _, link_span) in &linked {
         assert_eq!(link_span, parent_span, "{svc} links to the ingest span");
     }
+
+    // The log leads to the trace: the vectorizer's JSON line for the product carries the trace
+    // id of the step span it exported (whose link leads to the ingest trace).
+    let vectorize_trace = &linked[1].1;
+    let vectorizer_log = stack.workers[1].log.clone();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let line = loop {
+        let text = std::fs::read_to_string(&vectorizer_log).unwrap_or_default();
+        let found = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|l| {
+                l["fields"]["message"] == "vectorized"
+                    && l["fields"]["product_id"] == product_s.as_str()
+            });
+        if let Some(line) = found {
+            break line;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no `vectorized` JSON line for {product_s} in the vectorizer log:\n{}",
+            stack.workers[1].log_tail(20)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        line["trace_id"].as_str(),
+        Some(vectorize_trace.as_str()),
+        "the log line names the vectorizer's step trace: {line}"
+    );
+    assert_eq!(line["span"]["name"], "outbox_step", "{line}");
 
     // Kafka: the product's record carries a traceparent of the same trace.
     let reader = KafkaReader::connect(stack.kafka.brokers(), Default::default())

@@ -5,12 +5,8 @@ use rvc_objects::ObjectStoreError;
 pub enum UploaderError {
     #[error(transparent)]
     Objects(#[from] ObjectStoreError),
-    #[error("database error during {context}: {source}")]
-    Db {
-        context: &'static str,
-        #[source]
-        source: tokio_postgres::Error,
-    },
+    #[error(transparent)]
+    Db(#[from] rvc_runtime::db::DbError),
     #[error("could not get a database connection: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
     #[error(transparent)]
@@ -21,12 +17,4 @@ pub enum UploaderError {
     Schedule { schedule: String, reason: String },
 }
 
-pub(crate) trait DbContext<T> {
-    fn ctx(self, context: &'static str) -> Result<T, UploaderError>;
-}
-
-impl<T> DbContext<T> for Result<T, tokio_postgres::Error> {
-    fn ctx(self, context: &'static str) -> Result<T, UploaderError> {
-        self.map_err(|source| UploaderError::Db { context, source })
-    }
-}
+pub(crate) use rvc_runtime::db::DbContext;

@@ -6,7 +6,11 @@
 //!   period; the grace period covers an upload whose row is not visible yet;
 //! * **superseded**: every row that refers to it belongs to a version older than its
 //!   product's current one, the product is `indexed` (the newer version is fully in place),
-//!   and no outbox work of that old version is pending or leased.
+//!   and no outbox work of that old version is pending or leased;
+//! * **archived**: superseded by an archive version (the product is archived and its archive
+//!   is `indexed`) and archived longer than the archive retention ago
+//!   (`ARCHIVE_RETENTION_SECS`): within it the objects stay, so an un-archive (a re-POST of
+//!   the SKU) finds them and uploads nothing.
 //!
 //! A key referred to by any other row (the current version, a version still in the pipeline,
 //! a photo still staged) is kept, whatever its age: the same photo (same sha256, same key) is
@@ -17,43 +21,25 @@
 //! (object kept) or finds the object gone at its commit (bytes kept, PUT again).
 use crate::error::{DbContext, UploaderError};
 use chrono::{DateTime, Utc};
+use rvc_domain::ImageKey;
 use rvc_objects::{ObjectMeta, ObjectStore};
+use rvc_store::objects::{classify_keys, lock_product_objects, KeyRefs};
 use serde::Serialize;
-use std::collections::HashMap;
 use std::time::Duration;
 use uuid::Uuid;
 
-/// Where product images live.
-pub const PRODUCTS_PREFIX: &str = "products/";
-/// Keys classified per query and deleted per re-check.
+/// Where product images live ([`ImageKey::PREFIX`]).
+pub const PRODUCTS_PREFIX: &str = ImageKey::PREFIX;
+/// Candidate objects re-checked and deleted per pass.
 const BATCH: usize = 500;
-/// First key of the advisory lock on one product's objects (the second is
-/// `hashtext(product_id)`); "OBJS".
-const OBJECTS_LOCK_CLASS: i32 = 0x4F42_4A53;
-
-/// Takes the transaction-scoped lock on `product_id`'s objects. GC holds it from its last
-/// classification of a product's keys to their DELETEs; the upload step holds it from
-/// verifying its objects to dropping the staged bytes. So either the upload's commit sees the
-/// object gone (and keeps the bytes, to PUT again) or GC sees the new version's row (and
-/// keeps the object): no window is left in between.
-pub async fn lock_product_objects<C: tokio_postgres::GenericClient>(
-    tx: &C,
-    product_id: Uuid,
-) -> Result<(), tokio_postgres::Error> {
-    tx.execute(
-        "SELECT pg_advisory_xact_lock($1, hashtext($2::uuid::text))",
-        &[&OBJECTS_LOCK_CLASS, &product_id],
-    )
-    .await?;
-    Ok(())
-}
-
 /// Why an object is (or would be) deleted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum GcReason {
     Orphan,
     Superseded,
+    /// Photos of an archived product, past the archive retention.
+    Archived,
 }
 
 impl GcReason {
@@ -61,9 +47,13 @@ impl GcReason {
         match self {
             Self::Orphan => "orphan",
             Self::Superseded => "superseded",
+            Self::Archived => "archived",
         }
     }
 }
+
+/// How long an archived product's photos are kept by default (7 days).
+pub const DEFAULT_ARCHIVE_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// One object deleted (or, in a dry run, to be deleted).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -121,7 +111,8 @@ impl std::fmt::Display for GcReport {
         write!(
             f,
             "gc{}: scanned {} objects under {PRODUCTS_PREFIX}; kept {} referenced, {} younger than \
-             the {} s grace period, {} after re-check; {verb} {} orphans and {} superseded ({} bytes)",
+             the {} s grace period, {} after re-check; {verb} {} orphans, {} superseded and {} \
+             archived ({} bytes)",
             if self.dry_run { " (dry run)" } else { "" },
             self.scanned,
             self.referenced,
@@ -130,94 +121,37 @@ impl std::fmt::Display for GcReport {
             self.rechecked_kept,
             self.count(GcReason::Orphan),
             self.count(GcReason::Superseded),
+            self.count(GcReason::Archived),
             self.bytes()
         )
     }
 }
 
-/// `products/{uuid}/{sha256}.{ext}` → (product id, sha256); `None` for other keys.
+/// A photo key ([`ImageKey`]) → (product id, sha256); `None` for other keys.
 fn parse_key(key: &str) -> Option<(Uuid, String)> {
-    let rest = key.strip_prefix(PRODUCTS_PREFIX)?;
-    let (id, file) = rest.split_once('/')?;
-    let (sha, _ext) = file.split_once('.')?;
-    let id = Uuid::parse_str(id).ok()?;
-    (sha.len() == 64 && sha.bytes().all(|b| b.is_ascii_hexdigit())).then(|| (id, sha.to_owned()))
-}
-
-/// How Postgres sees a key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Refs {
-    /// No row refers to it.
-    None,
-    /// Only rows of superseded versions refer to it.
-    SupersededOnly,
-    /// A row that still needs it refers to it.
-    Live,
-}
-
-/// Classifies `keys` against `product_images`. A row refers to a key by its `object_key`,
-/// or (staged or not) by its product id and sha256, the parts of the deterministic key: a
-/// photo still staged is thus protected before its upload has committed.
-async fn classify<C: tokio_postgres::GenericClient>(
-    client: &C,
-    keys: &[&str],
-) -> Result<HashMap<String, Refs>, UploaderError> {
-    let mut out = HashMap::with_capacity(keys.len());
-    for chunk in keys.chunks(BATCH) {
-        let parsed: Vec<Option<(Uuid, String)>> = chunk.iter().map(|k| parse_key(k)).collect();
-        let pids: Vec<Option<Uuid>> = parsed.iter().map(|p| p.as_ref().map(|p| p.0)).collect();
-        let shas: Vec<Option<&str>> = parsed
-            .iter()
-            .map(|p| p.as_ref().map(|p| p.1.as_str()))
-            .collect();
-        let rows = client
-            .query(
-                "WITH refs AS (
-                   SELECT t.key, i.product_id, i.version
-                   FROM unnest($1::text[], $2::uuid[], $3::text[]) AS t(key, pid, sha)
-                   JOIN product_images i ON i.object_key = t.key
-                   UNION
-                   SELECT t.key, i.product_id, i.version
-                   FROM unnest($1::text[], $2::uuid[], $3::text[]) AS t(key, pid, sha)
-                   JOIN product_images i ON i.product_id = t.pid AND i.sha256 = t.sha
-                 )
-                 SELECT r.key,
-                        bool_or(NOT (r.version < p.version AND p.status = 'indexed'
-                            AND NOT EXISTS (SELECT 1 FROM outbox o
-                                            WHERE o.product_id = r.product_id
-                                              AND o.product_version = r.version
-                                              AND o.state IN ('pending', 'leased')))) AS live
-                 FROM refs r JOIN products p ON p.id = r.product_id
-                 GROUP BY r.key",
-                &[&chunk, &pids, &shas],
-            )
-            .await
-            .ctx("classify object keys")?;
-        for k in chunk {
-            out.insert((*k).to_owned(), Refs::None);
-        }
-        for r in rows {
-            let key: String = r.get(0);
-            let live: bool = r.get(1);
-            out.insert(
-                key,
-                if live {
-                    Refs::Live
-                } else {
-                    Refs::SupersededOnly
-                },
-            );
-        }
-    }
-    Ok(out)
+    let k = ImageKey::parse(key).ok()?;
+    Some((k.product_id(), k.sha256().to_owned()))
 }
 
 /// Deletes (or with `dry_run` only lists) the objects under `products/` that Postgres does
-/// not need: orphans older than `grace`, and the objects of superseded versions.
+/// not need: orphans older than `grace`, and the objects of superseded versions (an archived
+/// product's after [`DEFAULT_ARCHIVE_RETENTION`]; see [`collect_orphans_with`]).
 pub async fn collect_orphans(
     pool: &deadpool_postgres::Pool,
     store: &dyn ObjectStore,
     grace: Duration,
+    dry_run: bool,
+) -> Result<GcReport, UploaderError> {
+    collect_orphans_with(pool, store, grace, DEFAULT_ARCHIVE_RETENTION, dry_run).await
+}
+
+/// [`collect_orphans`] with the archive retention given: the photos of a product archived
+/// less than `archive_retention` ago are kept.
+pub async fn collect_orphans_with(
+    pool: &deadpool_postgres::Pool,
+    store: &dyn ObjectStore,
+    grace: Duration,
+    archive_retention: Duration,
     dry_run: bool,
 ) -> Result<GcReport, UploaderError> {
     let started = std::time::Instant::now();
@@ -238,15 +172,16 @@ pub async fn collect_orphans(
     let mut candidates: Vec<(ObjectMeta, GcReason)> = Vec::new();
     for chunk in objects.chunks(BATCH) {
         let keys: Vec<&str> = chunk.iter().map(|o| o.key.as_str()).collect();
-        let refs = classify(pg_client(&client), &keys).await?;
+        let refs = classify_keys(pg_client(&client), &keys, archive_retention).await?;
         for o in chunk {
-            match refs.get(&o.key).copied().unwrap_or(Refs::Live) {
-                Refs::Live => report.referenced += 1,
-                Refs::SupersededOnly => candidates.push((o.clone(), GcReason::Superseded)),
-                Refs::None if o.last_modified <= cutoff => {
+            match refs.get(&o.key).copied().unwrap_or(KeyRefs::Live) {
+                KeyRefs::Live => report.referenced += 1,
+                KeyRefs::SupersededOnly => candidates.push((o.clone(), GcReason::Superseded)),
+                KeyRefs::ArchivedOnly => candidates.push((o.clone(), GcReason::Archived)),
+                KeyRefs::None if o.last_modified <= cutoff => {
                     candidates.push((o.clone(), GcReason::Orphan))
                 }
-                Refs::None => report.young += 1,
+                KeyRefs::None => report.young += 1,
             }
         }
     }
@@ -296,15 +231,20 @@ pub async fn collect_orphans(
             let tx = tokio_postgres::Client::transaction(&mut client)
                 .await
                 .ctx("gc begin")?;
-            lock_product_objects(&tx, pid)
-                .await
-                .ctx("lock product objects")?;
-            delete_rechecked(&tx, store, items, &mut report).await?;
+            lock_product_objects(&tx, pid).await?;
+            delete_rechecked(&tx, store, items, archive_retention, &mut report).await?;
             tx.commit().await.ctx("gc commit")?;
         }
         if !unparsed.is_empty() {
             // Keys that name no product (planted by hand) cannot be re-added by an upload.
-            delete_rechecked(pg_client(&client), store, unparsed, &mut report).await?;
+            delete_rechecked(
+                pg_client(&client),
+                store,
+                unparsed,
+                archive_retention,
+                &mut report,
+            )
+            .await?;
         }
     }
     tracing::info!(
@@ -331,14 +271,23 @@ async fn delete_rechecked<C: tokio_postgres::GenericClient>(
     db: &C,
     store: &dyn ObjectStore,
     mut items: Vec<(ObjectMeta, GcReason)>,
+    archive_retention: Duration,
     report: &mut GcReport,
 ) -> Result<(), UploaderError> {
     let keys: Vec<&str> = items.iter().map(|(o, _)| o.key.as_str()).collect();
-    let refs = classify(db, &keys).await?;
+    let refs = classify_keys(db, &keys, archive_retention).await?;
     items.retain(|(o, reason)| {
         let still = matches!(
-            (refs.get(&o.key).copied().unwrap_or(Refs::Live), reason),
-            (Refs::None, GcReason::Orphan) | (Refs::SupersededOnly, _)
+            (refs.get(&o.key).copied().unwrap_or(KeyRefs::Live), reason),
+            (KeyRefs::None, GcReason::Orphan)
+                | (
+                    KeyRefs::SupersededOnly | KeyRefs::ArchivedOnly,
+                    GcReason::Superseded
+                )
+                | (
+                    KeyRefs::ArchivedOnly | KeyRefs::SupersededOnly,
+                    GcReason::Archived
+                )
         );
         if !still {
             report.rechecked_kept += 1;
@@ -376,5 +325,6 @@ mod tests {
         assert_eq!(parse_key(&format!("products/{id}/short.png")), None);
         assert_eq!(parse_key(&format!("products/nope/{sha}.png")), None);
         assert_eq!(parse_key(&format!("other/{id}/{sha}.png")), None);
+        assert_eq!(parse_key(&format!("products/{id}/{sha}.bin")), None);
     }
 }

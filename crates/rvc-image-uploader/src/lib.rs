@@ -4,8 +4,8 @@
 //! For each claimed `upload_images` row (one product version) [`UploadStep`]:
 //! 1. loads the version's photos (`staged_bytes`, `sha256`, `content_type`);
 //! 2. PUTs each still-staged photo to `products/{product_id}/{sha256}.{ext}` with its
-//!    Content-Type and `sha256` user metadata, unless HEAD shows the same object is already
-//!    there (a re-run after a crash writes nothing new);
+//!    Content-Type and `sha256` user metadata; on a retry of the row, unless HEAD shows the
+//!    same object is already there (a re-run after a crash writes nothing new);
 //! 3. in `commit`, inside the engine's completion transaction, sets `object_key` and drops
 //!    `staged_bytes`; the engine marks the row done, moves the product to `images_stored` and
 //!    enqueues `vectorize` in that same transaction.
@@ -23,7 +23,9 @@ pub mod maintenance;
 pub mod step;
 
 pub use error::UploaderError;
-pub use gc::{collect_orphans, GcItem, GcReason, GcReport};
+pub use gc::{
+    collect_orphans, collect_orphans_with, GcItem, GcReason, GcReport, DEFAULT_ARCHIVE_RETENTION,
+};
 pub use maintenance::{Maintenance, MaintenanceArgs};
 pub use step::{photo_key, StoredPhoto, UploadStep, Uploaded, SHA256_METADATA};
 

@@ -1,7 +1,9 @@
 //! `rvc-image-uploader`: claims `upload_images` outbox rows and puts the staged photos in
 //! object storage; runs orphan collection and outbox pruning on a schedule.
 use clap::Parser;
-use rvc_image_uploader::{collect_orphans, maintenance, Maintenance, UploadStep, UploaderArgs};
+use rvc_image_uploader::{
+    collect_orphans_with, maintenance, Maintenance, UploadStep, UploaderArgs,
+};
 use rvc_outbox::runner::{self, WorkerProcessArgs};
 use std::sync::Arc;
 
@@ -17,7 +19,8 @@ struct Args {
     uploader: UploaderArgs,
     #[command(flatten)]
     telemetry: rvc_runtime::TelemetryArgs,
-    /// Run one orphan collection (GC_GRACE_SECS applies), print its report and exit.
+    /// Run one orphan collection (GC_GRACE_SECS and ARCHIVE_RETENTION_SECS apply), print its
+    /// report and exit.
     #[arg(long)]
     gc_once: bool,
     /// With --gc-once: list what would be deleted, delete nothing.
@@ -35,7 +38,14 @@ async fn main() -> anyhow::Result<()> {
     let store = rvc_image_uploader::open_store(&args.uploader.objects).await?;
     let m = &args.uploader.maintenance;
     if args.gc_once {
-        let report = collect_orphans(&pool, store.as_ref(), m.grace(), args.dry_run).await?;
+        let report = collect_orphans_with(
+            &pool,
+            store.as_ref(),
+            m.grace(),
+            m.archive_retention(),
+            args.dry_run,
+        )
+        .await?;
         println!("{report}");
         return Ok(());
     }

@@ -3,8 +3,8 @@
 //! idempotency keys older than `IDEMPOTENCY_RETENTION_HOURS`, and, when
 //! `GC_ENABLED`, collect orphaned objects. Several uploader processes may run: a Postgres
 //! advisory lock lets one of them do a tick's work, the others skip it.
-use crate::error::{DbContext, UploaderError};
-use crate::gc::collect_orphans;
+use crate::error::UploaderError;
+use crate::gc::collect_orphans_with;
 use apalis::prelude::{BoxDynError, Data, WorkerBuilder, WorkerBuilderExt};
 use apalis_cron::{CronScheduler, Tick};
 use rvc_objects::ObjectStore;
@@ -13,9 +13,6 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-
-/// Advisory-lock key of the maintenance tick ("rvc-gc" in ASCII).
-const MAINTENANCE_LOCK: i64 = 0x7276_632d_6763;
 
 /// Maintenance settings (flattened into the uploader's args).
 #[derive(Debug, Clone, clap::Args)]
@@ -31,6 +28,10 @@ pub struct MaintenanceArgs {
     /// is not committed yet is younger).
     #[arg(long, env = "GC_GRACE_SECS", default_value_t = 3600)]
     pub gc_grace_secs: u64,
+    /// The photos of an archived product are kept this long after the archive, in seconds
+    /// (an un-archive within it re-uses them), then collected (7 days by default).
+    #[arg(long, env = "ARCHIVE_RETENTION_SECS", default_value_t = 7 * 24 * 3600)]
+    pub archive_retention_secs: u64,
     /// Done outbox rows older than this are deleted.
     #[arg(long, env = "OUTBOX_RETENTION_HOURS", default_value_t = 168)]
     pub outbox_retention_hours: u64,
@@ -43,6 +44,10 @@ pub struct MaintenanceArgs {
 impl MaintenanceArgs {
     pub fn grace(&self) -> Duration {
         Duration::from_secs(self.gc_grace_secs)
+    }
+
+    pub fn archive_retention(&self) -> Duration {
+        Duration::from_secs(self.archive_retention_secs)
     }
 
     pub fn retention(&self) -> Duration {
@@ -75,6 +80,7 @@ pub struct Maintenance {
     pub store: Arc<dyn ObjectStore>,
     pub gc_enabled: bool,
     pub grace: Duration,
+    pub archive_retention: Duration,
     pub retention: Duration,
     pub idempotency_retention: Duration,
 }
@@ -90,6 +96,7 @@ impl Maintenance {
             store,
             gc_enabled: args.gc_enabled,
             grace: args.grace(),
+            archive_retention: args.archive_retention(),
             retention: args.retention(),
             idempotency_retention: args.idempotency_retention(),
         }
@@ -99,11 +106,7 @@ impl Maintenance {
     /// holds the maintenance lock (it does this tick's work).
     pub async fn run_once(&self) -> Result<bool, UploaderError> {
         let client = self.pool.get().await?;
-        let locked: bool = client
-            .query_one("SELECT pg_try_advisory_lock($1)", &[&MAINTENANCE_LOCK])
-            .await
-            .ctx("maintenance lock")?
-            .get(0);
+        let locked = rvc_store::objects::try_maintenance_lock(&**client).await?;
         if !locked {
             tracing::debug!("maintenance tick skipped: another process holds the lock");
             return Ok(false);
@@ -111,10 +114,7 @@ impl Maintenance {
         let result = self.work().await;
         // A session lock: give it back before the connection returns to the pool (if this
         // fails the connection is broken, and its lock went with it).
-        if let Err(e) = client
-            .execute("SELECT pg_advisory_unlock($1)", &[&MAINTENANCE_LOCK])
-            .await
-        {
+        if let Err(e) = rvc_store::objects::release_maintenance_lock(&**client).await {
             tracing::warn!(error = %e, "could not release the maintenance lock");
         }
         result.map(|()| true)
@@ -134,7 +134,14 @@ impl Maintenance {
             tracing::info!(rows = keys, "pruned idempotency keys");
         }
         if self.gc_enabled {
-            collect_orphans(&self.pool, self.store.as_ref(), self.grace, false).await?;
+            collect_orphans_with(
+                &self.pool,
+                self.store.as_ref(),
+                self.grace,
+                self.archive_retention,
+                false,
+            )
+            .await?;
         }
         Ok(())
     }
@@ -157,7 +164,8 @@ pub fn spawn(
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     tracing::info!(schedule = %schedule, gc_enabled = maintenance.gc_enabled,
-        grace_secs = maintenance.grace.as_secs(), retention_secs = maintenance.retention.as_secs(),
+        grace_secs = maintenance.grace.as_secs(),
+        archive_retention_secs = maintenance.archive_retention.as_secs(), retention_secs = maintenance.retention.as_secs(),
         "maintenance scheduled");
     let worker = WorkerBuilder::new("rvc-image-uploader-maintenance")
         .backend(CronScheduler::new(schedule))

@@ -1,8 +1,8 @@
 //! The `upload_images` step: staged photo bytes → object storage → object keys in Postgres.
 use bytes::Bytes;
 use futures::future::join_all;
-use rvc_domain::{ImageFormat, OutboxKind};
-use rvc_objects::{product_image_key, Metadata, ObjectStore, ObjectStoreError};
+use rvc_domain::{ImageFormat, ImageKey, OutboxKind};
+use rvc_objects::{Metadata, ObjectStore, ObjectStoreError};
 use rvc_outbox::{Job, Step, StepError};
 use rvc_runtime::health::ReadyCheck;
 use std::sync::Arc;
@@ -12,22 +12,18 @@ use uuid::Uuid;
 /// The user-metadata name that carries a photo's sha256 (`x-amz-meta-sha256` on S3).
 pub const SHA256_METADATA: &str = "sha256";
 
-/// The object key of a photo: `products/{product_id}/{sha256}.{ext}`, the extension from its
-/// content type. `None` for a content type the catalog does not accept.
+/// The object key of a photo ([`ImageKey`]: `products/{product_id}/{sha256}.{ext}`), the
+/// extension from its content type. `None` for a content type the catalog does not accept or
+/// a sha256 that is not 64 lower-case hex digits.
 pub fn photo_key(product_id: Uuid, sha256: &str, content_type: &str) -> Option<String> {
-    let ext = ImageFormat::from_content_type(content_type)?.extension();
-    Some(product_image_key(product_id, sha256, ext))
+    let format = ImageFormat::from_content_type(content_type)?;
+    ImageKey::new(product_id, sha256, format)
+        .ok()
+        .map(|k| k.to_string())
 }
 
 /// One photo of a product version, as `execute` loads it.
-#[derive(Debug)]
-struct Photo {
-    ordinal: i16,
-    sha256: String,
-    content_type: String,
-    staged: Option<Vec<u8>>,
-    object_key: Option<String>,
-}
+type Photo = rvc_store::points::PhotoToUpload;
 
 /// A photo now in object storage: what `commit` records.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +56,17 @@ pub struct UploadStep {
     store: Arc<dyn ObjectStore>,
 }
 
+/// A staged photo on its way to object storage.
+struct PendingPut {
+    ordinal: i16,
+    key: String,
+    sha256: String,
+    content_type: String,
+    bytes: Vec<u8>,
+    /// HEAD the key first: the object may already be there (see `store_photo`).
+    look_first: bool,
+}
+
 impl UploadStep {
     pub fn new(pool: deadpool_postgres::Pool, store: Arc<dyn ObjectStore>) -> Self {
         Self { pool, store }
@@ -89,40 +96,37 @@ impl UploadStep {
             .get()
             .await
             .map_err(|e| StepError::retryable(format!("database connection: {e}")))?;
-        let rows = client
-            .query(
-                "SELECT ordinal, sha256, content_type, staged_bytes, object_key
-                 FROM product_images WHERE product_id = $1 AND version = $2 ORDER BY ordinal",
-                &[&job.product_id, &job.product_version],
-            )
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Photo {
-                    ordinal: r.try_get(0)?,
-                    sha256: r.try_get(1)?,
-                    content_type: r.try_get(2)?,
-                    staged: r.try_get(3)?,
-                    object_key: r.try_get(4)?,
-                })
-            })
-            .collect::<Result<Vec<_>, tokio_postgres::Error>>()
-            .map_err(StepError::from)
+        rvc_store::points::photos_to_upload(&**client, job.product_id, job.product_version)
+            .await
+            .map_err(|e| StepError::retryable(e.to_string()))
     }
 
-    /// PUTs one photo unless an identical object is already under its key.
-    async fn store_photo(
-        &self,
-        job: &Job,
-        ordinal: i16,
-        key: String,
-        sha256: &str,
-        content_type: &str,
-        bytes: Vec<u8>,
-    ) -> Result<StoredPhoto, StepError> {
+    /// PUTs one photo. When the object may already be there — a retry of the row (a claim
+    /// after a failure or a crash), or a photo another version of the product stored (an
+    /// edit or an un-archive that keeps it) — it first HEADs the key and skips the PUT when
+    /// an identical object is there. A new photo on a first attempt is PUT without asking:
+    /// an object under its key can only hold these very bytes (the key is their sha256), and
+    /// skipping the HEAD saves a round trip per photo on the common path (issue 17). Whether
+    /// the object is still there when the staged bytes go is checked at commit either way,
+    /// under the object lock.
+    async fn store_photo(&self, job: &Job, photo: PendingPut) -> Result<StoredPhoto, StepError> {
+        let PendingPut {
+            ordinal,
+            key,
+            sha256,
+            content_type,
+            bytes,
+            look_first,
+        } = photo;
+        let (sha256, content_type) = (sha256.as_str(), content_type.as_str());
         let size = bytes.len() as u64;
         let fail = |e: ObjectStoreError| self.classify(job, ordinal, &key, e);
-        if let Some(meta) = self.store.head(&key).await.map_err(fail)? {
+        let existing = if look_first {
+            self.store.head(&key).await.map_err(fail)?
+        } else {
+            None
+        };
+        if let Some(meta) = existing {
             if meta.size == size
                 && meta.metadata.get(SHA256_METADATA).map(String::as_str) == Some(sha256)
             {
@@ -161,14 +165,12 @@ impl UploadStep {
             job.product_version,
             self.store.location()
         );
-        if e.is_retryable() {
-            StepError::retryable(msg)
-        } else {
+        if !e.is_retryable() {
             tracing::error!(product_id = %job.product_id, product_version = job.product_version,
                 location = %self.store.location(), error = %e,
                 "object store refused the upload; not retrying (check credentials and bucket)");
-            StepError::permanent(msg)
         }
+        StepError::classify(e.is_retryable(), msg)
     }
 }
 
@@ -195,7 +197,7 @@ impl Step for UploadStep {
                     p.ordinal, job.product_id, job.product_version
                 )));
             };
-            let Some(key) = photo_key(job.product_id, &p.sha256, &p.content_type) else {
+            let Some(format) = ImageFormat::from_content_type(&p.content_type) else {
                 return Err(StepError::permanent(format!(
                     "photo {} of product {} v{} has unsupported content type {:?}",
                     p.ordinal, job.product_id, job.product_version, p.content_type
@@ -207,13 +209,22 @@ impl Step for UploadStep {
                     p.ordinal, job.product_id, job.product_version, p.sha256
                 )));
             }
-            puts.push((p.ordinal, key, p.sha256, p.content_type, bytes));
+            // The sha256 is the hex digest of the bytes (checked above), so the key is valid.
+            let key = ImageKey::new(job.product_id, &p.sha256, format)
+                .map_err(|e| StepError::permanent(e.to_string()))?
+                .to_string();
+            puts.push(PendingPut {
+                ordinal: p.ordinal,
+                key,
+                look_first: job.attempts > 1 || p.stored_before,
+                sha256: p.sha256,
+                content_type: p.content_type,
+                bytes,
+            });
         }
         let results = join_all(
             puts.into_iter()
-                .map(|(ordinal, key, sha, ct, bytes)| async move {
-                    self.store_photo(job, ordinal, key, &sha, &ct, bytes).await
-                }),
+                .map(|photo| async move { self.store_photo(job, photo).await }),
         )
         .await;
         // Report a permanent error over a retryable one: retrying cannot fix it.
@@ -244,7 +255,9 @@ impl Step for UploadStep {
         // it), check that every object is still there before the staged bytes go: an object
         // GC deleted after our HEAD or PUT is found missing here, the bytes stay, and the
         // retry PUTs it again. Once this commits, the row refers to the key and GC keeps it.
-        crate::gc::lock_product_objects(tx, job.product_id).await?;
+        rvc_store::objects::lock_product_objects(tx, job.product_id)
+            .await
+            .map_err(|e| StepError::retryable(e.to_string()))?;
         let heads = join_all(output.photos.iter().map(|p| async move {
             let present = self
                 .store
@@ -265,15 +278,13 @@ impl Step for UploadStep {
                 )));
             }
         }
-        let ordinals: Vec<i16> = output.photos.iter().map(|p| p.ordinal).collect();
-        let keys: Vec<&str> = output.photos.iter().map(|p| p.key.as_str()).collect();
-        tx.execute(
-            "UPDATE product_images i SET object_key = t.key, staged_bytes = NULL
-             FROM unnest($3::smallint[], $4::text[]) AS t(ordinal, key)
-             WHERE i.product_id = $1 AND i.version = $2 AND i.ordinal = t.ordinal",
-            &[&job.product_id, &job.product_version, &ordinals, &keys],
-        )
-        .await?;
-        Ok(())
+        let stored: Vec<(i16, &str)> = output
+            .photos
+            .iter()
+            .map(|p| (p.ordinal, p.key.as_str()))
+            .collect();
+        rvc_store::points::record_object_keys(tx, job.product_id, job.product_version, &stored)
+            .await
+            .map_err(|e| StepError::retryable(e.to_string()))
     }
 }

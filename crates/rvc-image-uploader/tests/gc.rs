@@ -235,6 +235,7 @@ async fn the_schedule_prunes_the_outbox_and_collects_orphans() {
         gc_enabled: true,
         gc_schedule: "* * * * * *".into(), // every second
         gc_grace_secs: 3600,
+        archive_retention_secs: 7 * 24 * 3600,
         outbox_retention_hours: 168,
         idempotency_retention_hours: 24,
     };
@@ -381,6 +382,7 @@ async fn an_object_deleted_between_upload_and_commit_is_put_again_not_lost() {
         .await
         .unwrap();
     let out = step.execute(&jobs[0]).await.unwrap();
+    // A was stored by v1, so the step looks first: it finds A and skips the PUT.
     assert!(
         out.photos.iter().any(|p| p.key == key_a && !p.put),
         "A was still there: PUT skipped"

@@ -8,7 +8,7 @@ use common::*;
 use rvc_image_uploader::{photo_key, UploadStep, SHA256_METADATA};
 use rvc_objects::{ObjectStore, S3Config, S3Store};
 use rvc_outbox::{Outbox, Step, WorkerConfig};
-use rvc_test_support::TestDb;
+use rvc_test_support::{wait_until, TestDb};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -133,16 +133,27 @@ async fn a_rerun_after_a_lost_commit_puts_nothing_again() {
             assert_eq!(out.photos.len(), 2);
             assert!(out.photos.iter().all(|p| p.put), "first run PUTs");
         }
-        // ... and the process dies here: no commit. A second execute sees the objects.
+        // ... and the process dies here: no commit. The row is claimed again (a retry), and
+        // the second execute sees the objects.
         for j in &jobs {
-            let out = step.execute(j).await.unwrap();
+            let retry = rvc_outbox::Job {
+                attempts: j.attempts + 1,
+                ..j.clone()
+            };
+            let out = step.execute(&retry).await.unwrap();
             assert!(
                 out.photos.iter().all(|p| !p.put),
                 "{}: re-run skips the PUT",
                 backend.name()
             );
         }
-        tokio::time::sleep(Duration::from_millis(300)).await; // the lease expires
+        // The crashed holder's 200 ms lease expires.
+        rvc_test_support::wait::wait_for("the lease to expire", Duration::from_secs(10), || async {
+            db.count("SELECT count(*) FROM outbox WHERE state = 'leased' AND lease_expires_at > now()")
+                .await
+                == 0
+        })
+        .await;
         let w = worker(&db, store.clone(), worker_config());
         drain(&w, &db, Duration::from_secs(30)).await;
         let mut keys = bucket_keys(store.as_ref()).await;
@@ -303,17 +314,20 @@ async fn an_s3_outage_of_20_seconds_loses_nothing() {
     // More work arrives during the outage.
     let more: Vec<Vec<u8>> = (0..2).map(|i| png(9000 + i, 16, 16)).collect();
     ingest_one(&db, &product("SKU-DURING-OUTAGE", &more)).await;
-    tokio::time::sleep(Duration::from_secs(20)).await;
+    // Wait until attempts failed against the stopped store and were retried.
+    assert!(
+        wait_until(Duration::from_secs(30), || async {
+            db.count("SELECT count(*) FROM outbox WHERE attempts > 1")
+                .await
+                > 0
+        })
+        .await,
+        "failed attempts were retried"
+    );
     let during = db
         .count("SELECT count(*) FROM outbox WHERE kind = 'upload_images' AND state <> 'done'")
         .await;
     assert!(during > 0, "the outage held work back");
-    assert!(
-        db.count("SELECT count(*) FROM outbox WHERE attempts > 1")
-            .await
-            > 0,
-        "failed attempts were retried"
-    );
     s3.restart().await;
 
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -338,5 +352,23 @@ async fn an_s3_outage_of_20_seconds_loses_nothing() {
     let mut keys = bucket_keys(store.as_ref()).await;
     keys.sort();
     assert_eq!(keys.len(), 42);
+    assert_eq!(keys, referenced_keys(&db).await);
+}
+
+/// Issue 17: a first attempt PUTs each photo without a HEAD first (the key is the bytes'
+/// hash); the only HEADs are the commit's check, under the object lock, that each object is
+/// still there before the staged bytes go. Before, every photo cost HEAD + PUT + HEAD.
+#[tokio::test]
+async fn a_first_attempt_puts_without_a_head_and_checks_once_at_commit() {
+    let backend = Backend::s3().await;
+    let db = TestDb::new().await;
+    let store = rvc_test_support::objects::CountingStore::new(backend.store().await);
+    seed(&db, 3, 2, 16).await;
+    let w = worker(&db, store.clone(), worker_config());
+    drain(&w, &db, Duration::from_secs(30)).await;
+    assert_eq!(store.puts(), 6, "one PUT per photo");
+    assert_eq!(store.heads(), 6, "one HEAD per photo, at commit");
+    let mut keys = bucket_keys(store.as_ref()).await;
+    keys.sort();
     assert_eq!(keys, referenced_keys(&db).await);
 }

@@ -70,9 +70,6 @@ pub struct Limits {
     /// How long a client may take to send its whole body, in seconds (then 408).
     #[arg(long, env = "BODY_READ_TIMEOUT_SECS", default_value_t = 60)]
     pub body_read_timeout_secs: u64,
-    /// How long a request may wait for a database connection, in milliseconds (then 503).
-    #[arg(long, env = "DATABASE_POOL_WAIT_MS", default_value_t = 5000)]
-    pub db_pool_wait_ms: u64,
 }
 
 impl Limits {
@@ -84,17 +81,8 @@ impl Limits {
 }
 
 impl Default for Limits {
+    /// The defaults of the `#[arg]` attributes above (stated once, there).
     fn default() -> Self {
-        Self {
-            default_currency: "EUR".into(),
-            max_images: 10,
-            max_image_bytes: 10 * 1024 * 1024,
-            max_total_bytes: 50 * 1024 * 1024,
-            max_image_dimension: 8192,
-            max_inflight_body_bytes: 256 * 1024 * 1024,
-            admission_wait_ms: 2000,
-            body_read_timeout_secs: 60,
-            db_pool_wait_ms: 5000,
-        }
+        rvc_runtime::args::defaults()
     }
 }

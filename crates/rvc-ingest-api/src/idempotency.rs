@@ -18,59 +18,21 @@ pub fn key_from(headers: &HeaderMap) -> Result<Option<String>, Problem> {
         .to_str()
         .map_err(|_| Problem::bad_request("Idempotency-Key must be visible ASCII"))?
         .trim();
-    if s.is_empty() || s.len() > 255 || !s.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(Problem::bad_request(
-            "Idempotency-Key must be 1-255 visible ASCII characters",
-        ));
-    }
-    Ok(Some(s.to_owned()))
+    let key = rvc_domain::IdempotencyKey::parse(s).map_err(|_| {
+        Problem::bad_request("Idempotency-Key must be 1-255 visible ASCII characters")
+    })?;
+    Ok(Some(key.into_string()))
 }
 
-/// A response stored under a key.
-#[derive(Debug, Clone)]
-pub struct Stored {
-    pub request_hash: String,
-    pub status: u16,
-    pub location: Option<String>,
-    pub body: Vec<u8>,
-}
+/// A response stored under a key (the row lives in `rvc_store::idempotency`).
+pub use rvc_store::idempotency::StoredResponse as Stored;
 
 /// Serialises requests with the same key (transaction-scoped advisory lock), then looks it up.
 pub async fn lock_and_find<C: GenericClient>(db: &C, key: &str) -> Result<Option<Stored>, Problem> {
-    db.execute(
-        "SELECT pg_advisory_xact_lock(hashtextextended($1, 7))",
-        &[&key],
-    )
-    .await?;
-    let row = db
-        .query_opt(
-            "SELECT request_hash, response_status, response_headers, response_body
-             FROM idempotency_keys WHERE idempotency_key = $1",
-            &[&key],
-        )
-        .await?;
-    Ok(row.map(|r| {
-        let headers: serde_json::Value = r.get(2);
-        Stored {
-            request_hash: r.get(0),
-            status: u16::try_from(r.get::<_, i16>(1)).unwrap_or(500),
-            location: headers
-                .get("location")
-                .and_then(|v| v.as_str())
-                .map(str::to_owned),
-            body: r.get(3),
-        }
-    }))
+    Ok(rvc_store::idempotency::lock_and_find(db, key).await?)
 }
 
+/// Stores the response under `key`, in the transaction that wrote what it answers.
 pub async fn store<C: GenericClient>(db: &C, key: &str, s: &Stored) -> Result<(), Problem> {
-    let headers = serde_json::json!({ "location": s.location });
-    let status = i16::try_from(s.status).unwrap_or(500);
-    db.execute(
-        "INSERT INTO idempotency_keys (idempotency_key, request_hash, response_status, response_headers, response_body)
-         VALUES ($1, $2, $3, $4, $5)",
-        &[&key, &s.request_hash, &status, &headers, &s.body],
-    )
-    .await?;
-    Ok(())
+    Ok(rvc_store::idempotency::store(db, key, s).await?)
 }

@@ -7,15 +7,18 @@ use utoipa::OpenApi;
 #[openapi(
     info(
         title = "Retail Vision Catalog ingest API",
-        description = "Register products with photos; follow them through upload, vectorisation and publication.\n\nEvery `/api/v1` route needs an API key (`Authorization: Bearer rvc_<id>_<secret>`, created with `rvcctl apikey create`) holding the route's scope: `catalog:write` to POST, `catalog:read` to read (`admin` holds every scope). `/healthz`, `/readyz` and `/metrics` are open."
+        description = "Register products with photos; follow them through upload, vectorisation and publication.\n\nEvery `/api/v1` route needs an API key (`Authorization: Bearer rvc_<id>_<secret>`, created with `rvcctl apikey create`) holding the route's scope: `catalog:write` to POST and DELETE (archive), `catalog:read` to read (`admin` holds every scope). `/healthz`, `/readyz` and `/metrics` are open."
     ),
     paths(
         crate::routes::products::create,
         crate::routes::products::get_by_id,
-        crate::routes::products::get_by_sku
+        crate::routes::products::get_by_sku,
+        crate::routes::products::archive_by_id,
+        crate::routes::products::archive_by_sku
     ),
     components(schemas(
         crate::routes::products::ProductAck,
+        crate::routes::products::ArchiveAck,
         crate::routes::products::ProductForm,
         crate::problem::Problem,
         rvc_store::products::PublicProductView,

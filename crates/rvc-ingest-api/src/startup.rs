@@ -81,11 +81,7 @@ impl Application {
             let applied = rvc_store::migrations::run(config.db.url()).await?;
             tracing::info!(applied = applied.len(), "migrations up to date");
         }
-        let pool = rvc_store::pool_with_wait(
-            config.db.url(),
-            config.db.database_pool_size,
-            std::time::Duration::from_millis(config.limits.db_pool_wait_ms),
-        )?;
+        let pool = rvc_runtime::db::pool(&config.db).map_err(rvc_store::StoreError::from)?;
         let listener = TcpListener::bind(&config.http_addr).map_err(|source| StartError::Bind {
             addr: config.http_addr.clone(),
             source,
@@ -257,10 +253,22 @@ fn run(
                             .wrap(auth.require(Scope::CatalogRead)),
                     )
                     .route(
+                        "/products",
+                        web::delete()
+                            .to(products::archive_by_sku)
+                            .wrap(auth.require(Scope::CatalogWrite)),
+                    )
+                    .route(
                         "/products/{id}",
                         web::get()
                             .to(products::get_by_id)
                             .wrap(auth.require(Scope::CatalogRead)),
+                    )
+                    .route(
+                        "/products/{id}",
+                        web::delete()
+                            .to(products::archive_by_id)
+                            .wrap(auth.require(Scope::CatalogWrite)),
                     ),
             )
             .service(SwaggerUi::new("/swagger/{_:.*}").url("/api-docs/openapi.json", openapi.clone()))

@@ -16,12 +16,14 @@
 //! # let _ = delivered; Ok(()) }
 //! ```
 
+mod args;
 mod client;
 mod error;
 pub mod partitioner;
 mod producer;
 mod reader;
 
+pub use args::KafkaArgs;
 pub use client::{parse_brokers, KafkaOptions, TopicSpec};
 pub use error::KafkaError;
 pub use partitioner::{murmur2, partition_for_key, to_positive};

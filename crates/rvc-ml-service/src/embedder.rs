@@ -55,18 +55,9 @@ pub struct EmbedderConfig {
 }
 
 impl Default for EmbedderConfig {
+    /// The defaults of the `#[arg]` attributes above (stated once, there).
     fn default() -> Self {
-        Self {
-            model_path: PathBuf::from("var/models/efficientnet-lite0.onnx"),
-            model_name: "efficientnet-lite0-imagenet".to_owned(),
-            model_version: None,
-            input_size: 224,
-            resize_short_side: 256,
-            norm_mean: 127.5,
-            norm_std: 127.5,
-            output_name: "embedding".to_owned(),
-            max_image_pixels: rvc_domain::MAX_IMAGE_PIXELS,
-        }
+        rvc_runtime::args::defaults()
     }
 }
 

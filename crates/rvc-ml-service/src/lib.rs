@@ -16,7 +16,9 @@ pub use embedder::{Embedder, EmbedderConfig};
 pub use error::MlError;
 pub use pool::InferencePool;
 pub use regions::{RegionEmbedder, RegionsConfig};
-pub use service::{serve, serve_with_embedder, MlService, ServiceConfig};
+pub use service::{
+    serve, serve_with_embedder, serve_with_health, MlService, ServiceConfig, Serving,
+};
 
 /// The default model file, relative to the repository root.
 pub const DEFAULT_MODEL_PATH: &str = "var/models/efficientnet-lite0.onnx";

@@ -46,9 +46,20 @@ async fn main() -> anyhow::Result<()> {
         .context("model loading task")??;
     rvc_runtime::health::build_info(embedder.model_version())?;
 
+    let serving = rvc_ml_service::Serving::default();
     let metrics = match &args.metrics_addr {
         Some(addr) => {
-            let ready: rvc_runtime::health::ReadyCheck = Arc::new(|| Box::pin(async { Ok(()) }));
+            let state = serving.clone();
+            let ready: rvc_runtime::health::ReadyCheck = Arc::new(move || {
+                let serving = state.is_serving();
+                Box::pin(async move {
+                    if serving {
+                        Ok(())
+                    } else {
+                        Err("no inference thread is running (or shutting down)".to_owned())
+                    }
+                })
+            });
             let (bound, server) = rvc_runtime::health::serve(addr, ready)?;
             tracing::info!(%bound, "health and metrics endpoint listening");
             let handle = server.handle();
@@ -59,9 +70,15 @@ async fn main() -> anyhow::Result<()> {
     };
 
     let stop = token.clone();
-    rvc_ml_service::serve_with_embedder(listener, args.service, Arc::new(embedder), async move {
-        stop.cancelled().await;
-    })
+    rvc_ml_service::serve_with_health(
+        listener,
+        args.service,
+        Arc::new(embedder),
+        serving,
+        async move {
+            stop.cancelled().await;
+        },
+    )
     .await?;
     if let Some(handle) = metrics {
         handle.stop(true).await;

@@ -34,11 +34,9 @@ pub struct RegionsConfig {
 }
 
 impl Default for RegionsConfig {
+    /// The defaults of the `#[arg]` attributes above (stated once, there).
     fn default() -> Self {
-        Self {
-            pooling_input_size: 448,
-            max_regions: 256,
-        }
+        rvc_runtime::args::defaults()
     }
 }
 

@@ -10,6 +10,7 @@ use rvc_proto::ml::{
     VectorizeRequest, VectorizeResponse,
 };
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -40,16 +41,9 @@ pub struct ServiceConfig {
 }
 
 impl Default for ServiceConfig {
+    /// The defaults of the `#[arg]` attributes above (stated once, there).
     fn default() -> Self {
-        Self {
-            embedder: EmbedderConfig::default(),
-            workers: 0,
-            queue_capacity: 64,
-            max_batch: 32,
-            max_message_bytes: 32 * 1024 * 1024,
-            shutdown_grace_secs: 20,
-            regions: crate::regions::RegionsConfig::default(),
-        }
+        rvc_runtime::args::defaults()
     }
 }
 
@@ -101,6 +95,11 @@ impl MlService {
             info,
             max_batch: cfg.max_batch,
         })
+    }
+
+    /// Inference threads still running (0: nothing can be embedded).
+    pub fn live_workers(&self) -> usize {
+        self.pool.live_workers()
     }
 
     fn response(&self, vector: Vec<f32>) -> VectorizeResponse {
@@ -199,20 +198,92 @@ pub async fn serve(
     serve_with_embedder(listener, cfg, Arc::new(embedder), shutdown).await
 }
 
-/// Serves `MachineLearningService` and `grpc.health.v1.Health` on `listener` (bind port 0 in
-/// tests) with an already loaded model, until `shutdown` completes; then reports NOT_SERVING,
-/// stops accepting and lets in-flight calls finish.
+/// How often the health reporter looks at the inference threads.
+const HEALTH_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Whether the service can embed images right now: what gRPC health reports and what the
+/// HTTP `/readyz` answers. False before the model is serving, once no inference thread is
+/// left, and from shutdown on.
+#[derive(Debug, Clone, Default)]
+pub struct Serving(Arc<AtomicBool>);
+
+impl Serving {
+    pub fn is_serving(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    fn set(&self, serving: bool) {
+        self.0.store(serving, Ordering::SeqCst);
+    }
+}
+
+/// [`serve_with_health`] with a [`Serving`] state nobody else reads.
 pub async fn serve_with_embedder(
     listener: TcpListener,
     cfg: ServiceConfig,
     embedder: Arc<Embedder>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), MlError> {
+    serve_with_health(listener, cfg, embedder, Serving::default(), shutdown).await
+}
+
+/// Reports the state to gRPC health: the ML service's own name and the whole server ("").
+async fn report(reporter: &tonic_health::server::HealthReporter, serving: bool) {
+    let status = if serving {
+        tonic_health::ServingStatus::Serving
+    } else {
+        tonic_health::ServingStatus::NotServing
+    };
+    reporter
+        .set_service_status(
+            <MachineLearningServiceServer<MlService> as tonic::server::NamedService>::NAME,
+            status,
+        )
+        .await;
+    reporter.set_service_status("", status).await;
+}
+
+/// Serves `MachineLearningService` and `grpc.health.v1.Health` on `listener` (bind port 0 in
+/// tests) with an already loaded model, until `shutdown` completes; then reports NOT_SERVING,
+/// stops accepting and lets in-flight calls finish.
+///
+/// Health follows the real state: SERVING while at least one inference thread runs, and
+/// NOT_SERVING (gRPC health and `serving`, which backs `/readyz`) once none is left, so
+/// clients (the vectorizer's readiness gate, a load balancer) stop sending work to a process
+/// that cannot do it. A thread survives a panicking inference; it ends only when it cannot
+/// renew its model state.
+pub async fn serve_with_health(
+    listener: TcpListener,
+    cfg: ServiceConfig,
+    embedder: Arc<Embedder>,
+    serving: Serving,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), MlError> {
     let service = MlService::new(embedder, &cfg)?;
     let (reporter, health) = tonic_health::server::health_reporter();
-    reporter
-        .set_serving::<MachineLearningServiceServer<MlService>>()
-        .await;
+    report(&reporter, true).await;
+    serving.set(true);
+    let watch = {
+        let (service, reporter, serving) = (service.clone(), reporter.clone(), serving.clone());
+        async move {
+            let mut tick = tokio::time::interval(HEALTH_CHECK_INTERVAL);
+            loop {
+                tick.tick().await;
+                let up = service.live_workers() > 0;
+                if up != serving.is_serving() {
+                    if up {
+                        tracing::info!("inference threads back: SERVING");
+                    } else {
+                        tracing::error!(
+                            "no inference thread is left: NOT_SERVING (restart the process)"
+                        );
+                    }
+                    serving.set(up);
+                    report(&reporter, up).await;
+                }
+            }
+        }
+    };
     let ml = MachineLearningServiceServer::new(service)
         .max_decoding_message_size(cfg.max_message_bytes)
         .max_encoding_message_size(cfg.max_message_bytes);
@@ -233,13 +304,10 @@ pub async fn serve_with_embedder(
             return Ok(());
         }
         () = shutdown => {}
+        () = watch => {}
     }
-    reporter
-        .set_not_serving::<MachineLearningServiceServer<MlService>>()
-        .await;
-    reporter
-        .set_service_status("", tonic_health::ServingStatus::NotServing)
-        .await;
+    serving.set(false);
+    report(&reporter, false).await;
     tracing::info!(
         grace_secs = cfg.shutdown_grace_secs,
         "shutting down: no new calls, finishing in-flight ones"

@@ -54,10 +54,7 @@ fn missing_model_fails_fast_naming_the_setup_script() {
 
 #[tokio::test]
 async fn serves_then_stops_on_sigterm() {
-    let free_port = || {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    use rvc_test_support::net::free_port;
     let port = free_port();
     let metrics_port = free_port();
     let mut child = Command::new(BIN)
@@ -108,18 +105,29 @@ async fn serves_then_stops_on_sigterm() {
     assert_eq!(v.vector.len(), 1280);
     drop(client);
 
-    // Prometheus text on METRICS_ADDR counts the embedded image.
-    let metrics = tokio::task::spawn_blocking(move || {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", metrics_port)).unwrap();
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    let get = |path: &'static str| {
+        tokio::task::spawn_blocking(move || {
+            use std::io::{Read, Write};
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", metrics_port)).unwrap();
+            write!(
+                s,
+                "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            )
             .unwrap();
-        let mut body = String::new();
-        s.read_to_string(&mut body).unwrap();
-        body
-    })
-    .await
-    .unwrap();
+            let mut body = String::new();
+            s.read_to_string(&mut body).unwrap();
+            body
+        })
+    };
+    // /readyz follows the inference threads: ready while one runs.
+    let ready = get("/readyz").await.unwrap();
+    assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
+    assert!(
+        get("/metrics").await.unwrap().contains("ml_workers_live 1"),
+        "one live inference thread"
+    );
+    // Prometheus text on METRICS_ADDR counts the embedded image.
+    let metrics = get("/metrics").await.unwrap();
     assert!(
         metrics.contains("ml_images_total{outcome=\"ok\"} 1"),
         "{metrics}"

@@ -8,17 +8,19 @@ pub const MAX_KEY_LEN: usize = 1024;
 /// Largest total user metadata S3 accepts (sum of names and values, bytes).
 pub const MAX_METADATA_BYTES: usize = 2048;
 
-/// The deterministic key of a product image: `products/{product_id}/{sha256}.{ext}`.
+/// The deterministic key of a product image: `products/{product_id}/{sha256}.{ext}`, from
+/// raw parts (the layout is [`rvc_domain::ImageKey`]'s; code that has a photo's format uses
+/// `ImageKey` itself, which also parses keys back).
 ///
 /// The same product and content always map to the same key, so re-uploading after a
 /// crash overwrites the same object instead of leaving a duplicate.
 pub fn product_image_key(product_id: Uuid, sha256: &str, ext: &str) -> String {
-    format!("products/{product_id}/{sha256}.{ext}")
+    format!("{}{sha256}.{ext}", product_prefix(product_id))
 }
 
 /// The prefix under which all images of one product live (for `list`).
 pub fn product_prefix(product_id: Uuid) -> String {
-    format!("products/{product_id}/")
+    rvc_domain::ImageKey::product_prefix(product_id)
 }
 
 /// Rejects keys that would be unsafe or ambiguous on either backend: empty, longer than

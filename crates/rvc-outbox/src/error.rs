@@ -1,27 +1,15 @@
 /// Errors of the outbox itself (database access).
 #[derive(Debug, thiserror::Error)]
 pub enum OutboxError {
-    #[error("database error during {context}: {source}")]
-    Db {
-        context: &'static str,
-        #[source]
-        source: tokio_postgres::Error,
-    },
+    #[error(transparent)]
+    Db(#[from] rvc_runtime::db::DbError),
     #[error("could not get a database connection: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
     #[error("outbox row has an invalid {field}: {value}")]
     Corrupt { field: &'static str, value: String },
 }
 
-pub(crate) trait DbContext<T> {
-    fn ctx(self, context: &'static str) -> Result<T, OutboxError>;
-}
-
-impl<T> DbContext<T> for Result<T, tokio_postgres::Error> {
-    fn ctx(self, context: &'static str) -> Result<T, OutboxError> {
-        self.map_err(|source| OutboxError::Db { context, source })
-    }
-}
+pub(crate) use rvc_runtime::db::DbContext;
 
 /// How a step failed. Retryable failures go back to `pending` with backoff until
 /// `max_attempts`; permanent ones (poison input) go `dead` at once.
@@ -39,6 +27,15 @@ impl StepError {
     }
     pub fn permanent(msg: impl std::fmt::Display) -> Self {
         Self::Permanent(msg.to_string())
+    }
+    /// An adapter's error as a step error: retryable when the adapter says a retry can fix it
+    /// (network, timeouts, 5xx), permanent otherwise (poison input, refused credentials).
+    pub fn classify(retryable: bool, msg: impl std::fmt::Display) -> Self {
+        if retryable {
+            Self::retryable(msg)
+        } else {
+            Self::permanent(msg)
+        }
     }
     pub fn is_retryable(&self) -> bool {
         matches!(self, Self::Retryable(_))

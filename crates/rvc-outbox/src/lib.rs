@@ -14,11 +14,14 @@
 //! becomes claimable again by the same condition. Completion is fenced by a per-claim
 //! `lease_token`: a worker whose lease was taken over cannot complete the row.
 
+pub mod admin;
+pub mod embed;
 mod error;
 mod listener;
 mod queue;
 pub mod runner;
 mod stats;
+#[cfg(feature = "testing")]
 pub mod testing;
 mod worker;
 
@@ -28,7 +31,10 @@ pub use queue::{
     enqueue, fail_in, notify, Backoff, CompleteOutcome, Job, NewOutboxRow, Outbox, OutboxRow,
     NOTIFY_CHANNEL, OUTBOX_COLUMNS,
 };
-pub use stats::{spawn_stats_refresher, stats, KindStateCount, OutboxStats, LIVE_COUNTS_SQL};
+pub use stats::{
+    dead_entries, spawn_stats_refresher, stats, DeadEntry, KindStateCount, OutboxStats,
+    LIVE_COUNTS_SQL,
+};
 pub use worker::{
     run_concurrently, step_span, BatchReport, Step, Worker, WorkerArgs, WorkerConfig,
 };

@@ -145,6 +145,17 @@ pub struct Job {
     pub lease_token: Uuid,
 }
 
+impl Job {
+    /// What the row's product version is (`payload.change`; absent: an update).
+    pub fn change(&self) -> Result<rvc_domain::VersionChange, String> {
+        rvc_domain::VersionChange::from_payload_field(
+            self.payload
+                .get(rvc_domain::VersionChange::PAYLOAD_KEY)
+                .and_then(serde_json::Value::as_str),
+        )
+    }
+}
+
 /// Exponential backoff with jitter: attempt n waits `base * 2^(n-1)` capped at `max`,
 /// of which a random half is jitter (so retries of many rows spread out).
 #[derive(Debug, Clone, Copy)]
@@ -245,7 +256,9 @@ impl Outbox {
             .await
             .ctx("sweep exhausted leases")?;
         for r in &dead {
-            mark_product_failed(&tx, r.get(0), r.get(1)).await?;
+            let product_id: Uuid = r.try_get("product_id").ctx("sweep exhausted leases")?;
+            let version: i32 = r.try_get("product_version").ctx("sweep exhausted leases")?;
+            mark_product_failed(&tx, kind, product_id, version).await?;
             metrics::counter!("rvc_outbox_dead_total", "kind" => kind.as_str()).increment(1);
         }
         let order_filter = if ordered_per_product {
@@ -307,15 +320,15 @@ impl Outbox {
             .iter()
             .map(|r| {
                 Ok(Job {
-                    event_id: r.try_get(0).ctx("claim row")?,
-                    product_id: r.try_get(1).ctx("claim row")?,
-                    product_version: r.try_get(2).ctx("claim row")?,
+                    event_id: r.try_get("event_id").ctx("claim row")?,
+                    product_id: r.try_get("product_id").ctx("claim row")?,
+                    product_version: r.try_get("product_version").ctx("claim row")?,
                     kind,
-                    payload: r.try_get(3).ctx("claim row")?,
-                    attempts: r.try_get(4).ctx("claim row")?,
-                    max_attempts: r.try_get(5).ctx("claim row")?,
-                    traceparent: r.try_get(6).ctx("claim row")?,
-                    lease_token: r.try_get(7).ctx("claim row")?,
+                    payload: r.try_get("payload").ctx("claim row")?,
+                    attempts: r.try_get("attempts").ctx("claim row")?,
+                    max_attempts: r.try_get("max_attempts").ctx("claim row")?,
+                    traceparent: r.try_get("traceparent").ctx("claim row")?,
+                    lease_token: r.try_get("lease_token").ctx("claim row")?,
                 })
             })
             .collect::<Result<Vec<_>, OutboxError>>()?;
@@ -344,6 +357,7 @@ impl Outbox {
             )
             .await
             .ctx("heartbeat")
+            .map_err(Into::into)
     }
 
     /// Marks `jobs` done in `tx` (fenced by their lease tokens), moves their products to the
@@ -370,7 +384,11 @@ impl Outbox {
             )
             .await
             .ctx("complete")?;
-        let done: std::collections::HashSet<Uuid> = done.iter().map(|r| r.get(0)).collect();
+        let done: std::collections::HashSet<Uuid> = done
+            .iter()
+            .map(|r| r.try_get("event_id"))
+            .collect::<Result<_, _>>()
+            .ctx("complete")?;
         let held: Vec<&Job> = jobs.iter().filter(|j| done.contains(&j.event_id)).collect();
         outcome.lease_lost = jobs
             .iter()
@@ -382,22 +400,28 @@ impl Outbox {
         }
         let products: Vec<Uuid> = held.iter().map(|j| j.product_id).collect();
         let versions: Vec<i32> = held.iter().map(|j| j.product_version).collect();
-        tx.execute(
-            "UPDATE products p SET status = $3, updated_at = now()
-             FROM unnest($1::uuid[], $2::int[]) AS t(id, version)
-             WHERE p.id = t.id AND p.version = t.version",
-            &[&products, &versions, &kind.status_when_done().as_str()],
-        )
-        .await
-        .ctx("product status")?;
+        if let Some(status) = kind.status_when_done() {
+            tx.execute(
+                "UPDATE products p SET status = $3, updated_at = now()
+                 FROM unnest($1::uuid[], $2::int[]) AS t(id, version)
+                 WHERE p.id = t.id AND p.version = t.version",
+                &[&products, &versions, &status.as_str()],
+            )
+            .await
+            .ctx("product status")?;
+        }
         if let Some(next) = kind.next() {
             let next_ids: Vec<Uuid> = held.iter().map(|_| Uuid::now_v7()).collect();
             let tps: Vec<Option<String>> = held.iter().map(|j| j.traceparent.clone()).collect();
+            // The next step's row carries the same payload (what the version is: an update or
+            // an archive, see `rvc_domain::VersionChange`).
+            let payloads: Vec<&serde_json::Value> = held.iter().map(|j| &j.payload).collect();
             tx.execute(
-                "INSERT INTO outbox (event_id, product_id, product_version, kind, traceparent)
-                 SELECT t.id, t.product_id, t.version, $5, t.tp
-                 FROM unnest($1::uuid[], $2::uuid[], $3::int[], $4::text[]) AS t(id, product_id, version, tp)",
-                &[&next_ids, &products, &versions, &tps, &next.as_str()],
+                "INSERT INTO outbox (event_id, product_id, product_version, kind, traceparent, payload)
+                 SELECT t.id, t.product_id, t.version, $5, t.tp, t.payload
+                 FROM unnest($1::uuid[], $2::uuid[], $3::int[], $4::text[], $6::jsonb[])
+                      AS t(id, product_id, version, tp, payload)",
+                &[&next_ids, &products, &versions, &tps, &next.as_str(), &payloads],
             )
             .await
             .ctx("enqueue next step")?;
@@ -444,6 +468,7 @@ impl Outbox {
             )
             .await
             .ctx("release")
+            .map_err(Into::into)
     }
 
     /// Deletes done rows completed more than `retention` ago, in chunks; returns how many.
@@ -520,10 +545,10 @@ pub async fn fail_in<C: GenericClient>(
         metrics::counter!("rvc_outbox_lease_lost_total", "kind" => kind).increment(1);
         return Ok(None);
     };
-    let state: String = row.get(0);
+    let state: String = row.try_get("state").ctx("fail")?;
     let dead = state == "dead";
     if dead {
-        mark_product_failed(tx, job.product_id, job.product_version).await?;
+        mark_product_failed(tx, job.kind, job.product_id, job.product_version).await?;
         metrics::counter!("rvc_outbox_dead_total", "kind" => kind).increment(1);
         tracing::error!(event_id = %job.event_id, product_id = %job.product_id, kind,
             attempts = job.attempts, permanent, error = %msg, "outbox row dead-lettered");
@@ -536,11 +561,17 @@ pub async fn fail_in<C: GenericClient>(
     Ok(state.parse().ok())
 }
 
+/// A dead row of a pipeline step fails its product version; a dead `embed` row (a model
+/// migration's) leaves the product alone: the product is fine, the migration waits.
 async fn mark_product_failed<C: GenericClient>(
     tx: &C,
+    kind: OutboxKind,
     product_id: Uuid,
     version: i32,
 ) -> Result<(), OutboxError> {
+    if !kind.is_pipeline_step() {
+        return Ok(());
+    }
     tx.execute(
         "UPDATE products SET status = 'failed', updated_at = now() WHERE id = $1 AND version = $2",
         &[&product_id, &version],

@@ -35,18 +35,17 @@ pub enum RunError {
     Join(#[from] tokio::task::JoinError),
 }
 
-/// A pool for `args.db`.
+/// The pool `args.db` describes ([`rvc_runtime::db::pool`]).
 pub fn pool(args: &WorkerProcessArgs) -> Result<deadpool_postgres::Pool, RunError> {
-    let cfg: tokio_postgres::Config = args
-        .db
-        .url()
-        .parse()
-        .map_err(|e: tokio_postgres::Error| RunError::Config(e.to_string()))?;
-    deadpool_postgres::Pool::builder(deadpool_postgres::Manager::new(cfg, tokio_postgres::NoTls))
-        .max_size(args.db.database_pool_size.max(2))
-        .runtime(deadpool_postgres::Runtime::Tokio1)
-        .build()
-        .map_err(|e| RunError::Pool(e.to_string()))
+    rvc_runtime::db::pool(&args.db).map_err(|e| RunError::Config(e.to_string()))
+}
+
+/// A second step run by the same process beside the main one: its own claimers, tuning and
+/// LISTEN wake-up, the same `/healthz` `/readyz` `/metrics` and readiness gate.
+pub struct Companion<B: Step> {
+    pub step: Arc<B>,
+    pub config: crate::WorkerConfig,
+    pub claimers: usize,
 }
 
 /// Runs `step` until `shutdown` (pass `rvc_runtime::shutdown::on_signal()`).
@@ -58,6 +57,31 @@ pub async fn run<S: Step>(
     pool: deadpool_postgres::Pool,
     step: Arc<S>,
     ready: Option<ReadyCheck>,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
+    run_with::<S, S>(
+        name,
+        default_metrics_addr,
+        args,
+        pool,
+        step,
+        ready,
+        None,
+        shutdown,
+    )
+    .await
+}
+
+/// [`run`] with a [`Companion`] step (the vectorizer's model migration beside `vectorize`).
+#[allow(clippy::too_many_arguments)]
+pub async fn run_with<S: Step, B: Step>(
+    name: &str,
+    default_metrics_addr: &str,
+    args: &WorkerProcessArgs,
+    pool: deadpool_postgres::Pool,
+    step: Arc<S>,
+    ready: Option<ReadyCheck>,
+    companion: Option<Companion<B>>,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
     let kind = step.kind();
@@ -107,24 +131,44 @@ pub async fn run<S: Step>(
     tokio::spawn(server);
     tracing::info!(%bound, kind = kind.as_str(), %owner, "health and metrics endpoint up");
 
-    let outbox = Outbox::new(pool.clone(), owner);
+    let outbox = Outbox::new(pool.clone(), owner.clone());
     let mut worker = Worker::new(outbox, step, args.worker.config());
-    if let Some(gate) = gate {
+    if let Some(gate) = gate.clone() {
         // The step's dependency gates claiming (and `/readyz`): no attempts are spent on an
         // outage.
         worker = worker.with_gate(gate);
     }
-    let listener = spawn_listener(pg, kind, worker.wake_handle(), shutdown.clone());
-    let stats = spawn_stats_refresher(pool, Duration::from_secs(15), shutdown.clone());
+    let mut listeners = vec![spawn_listener(
+        pg.clone(),
+        kind,
+        worker.wake_handle(),
+        shutdown.clone(),
+    )];
+    let stats = spawn_stats_refresher(pool.clone(), Duration::from_secs(15), shutdown.clone());
     let mut claimers = Vec::new();
     for _ in 0..args.worker.claimers.max(1) {
         claimers.push(tokio::spawn(worker.clone().run(shutdown.clone())));
+    }
+    if let Some(c) = companion {
+        let ckind = c.step.kind();
+        let outbox = Outbox::new(pool, format!("{owner}/{}", ckind.as_str()));
+        let mut w = Worker::new(outbox, c.step, c.config);
+        if let Some(gate) = gate {
+            w = w.with_gate(gate);
+        }
+        listeners.push(spawn_listener(pg, ckind, w.wake_handle(), shutdown.clone()));
+        tracing::info!(kind = ckind.as_str(), "companion step runs in this process");
+        for _ in 0..c.claimers.max(1) {
+            claimers.push(tokio::spawn(w.clone().run(shutdown.clone())));
+        }
     }
     for c in claimers {
         c.await?;
     }
     shutdown.cancel();
-    let _ = listener.await;
+    for l in listeners {
+        let _ = l.await;
+    }
     let _ = stats.await;
     server_handle.stop(true).await;
     tracing::info!("stopped cleanly");

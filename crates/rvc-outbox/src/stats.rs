@@ -1,9 +1,12 @@
 //! Outbox gauges: rows by kind × state and the age of the oldest claimable row.
 use crate::error::{DbContext, OutboxError};
+use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use serde::Serialize;
 use std::time::Duration;
+use tokio_postgres::GenericClient;
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct KindStateCount {
@@ -22,7 +25,7 @@ pub struct OutboxStats {
 
 /// Every row by kind × state, `done` included (for `rvcctl outbox stats`, on demand).
 const ALL_COUNTS_SQL: &str =
-    "SELECT kind, state, count(*) FROM outbox GROUP BY kind, state ORDER BY kind, state";
+    "SELECT kind, state, count(*) AS n FROM outbox GROUP BY kind, state ORDER BY kind, state";
 
 pub async fn stats(pool: &Pool) -> Result<OutboxStats, OutboxError> {
     stats_with(pool, ALL_COUNTS_SQL).await
@@ -33,7 +36,7 @@ pub async fn stats(pool: &Pool) -> Result<OutboxStats, OutboxError> {
 /// worker process refreshing its gauges never scans the done rows, which are nearly all of
 /// the table. (`rvcctl outbox stats` still counts everything, on demand.)
 pub const LIVE_COUNTS_SQL: &str =
-    "SELECT kind, state, count(*) FROM outbox WHERE state IN ('pending', 'leased')
+    "SELECT kind, state, count(*) AS n FROM outbox WHERE state IN ('pending', 'leased')
      GROUP BY kind, state
      UNION ALL
      SELECT kind, 'dead', count(*) FROM outbox WHERE state = 'dead' GROUP BY kind";
@@ -51,15 +54,18 @@ async fn stats_with(pool: &Pool, counts_sql: &str) -> Result<OutboxStats, Outbox
         .await
         .ctx("outbox counts")?
         .iter()
-        .map(|r| KindStateCount {
-            kind: r.get(0),
-            state: r.get(1),
-            rows: r.get(2),
+        .map(|r| {
+            Ok(KindStateCount {
+                kind: r.try_get("kind")?,
+                state: r.try_get("state")?,
+                rows: r.try_get("n")?,
+            })
         })
-        .collect();
+        .collect::<Result<_, tokio_postgres::Error>>()
+        .ctx("outbox counts")?;
     let oldest = client
         .query(
-            "SELECT kind, extract(epoch FROM now() - min(next_attempt_at))::float8
+            "SELECT kind, extract(epoch FROM now() - min(next_attempt_at))::float8 AS age_secs
              FROM outbox WHERE state IN ('pending', 'leased') AND next_attempt_at <= now()
              GROUP BY kind ORDER BY kind",
             &[],
@@ -67,8 +73,9 @@ async fn stats_with(pool: &Pool, counts_sql: &str) -> Result<OutboxStats, Outbox
         .await
         .ctx("oldest claimable")?
         .iter()
-        .map(|r| (r.get::<_, String>(0), r.get::<_, f64>(1)))
-        .collect();
+        .map(|r| Ok((r.try_get("kind")?, r.try_get("age_secs")?)))
+        .collect::<Result<_, tokio_postgres::Error>>()
+        .ctx("oldest claimable")?;
     let dead = counts
         .iter()
         .filter(|c| c.state == "dead")
@@ -79,6 +86,60 @@ async fn stats_with(pool: &Pool, counts_sql: &str) -> Result<OutboxStats, Outbox
         oldest_claimable_secs: oldest,
         dead,
     })
+}
+
+/// A dead-lettered row with its product's SKU and name (the web console's dead list).
+/// `last_error` is the internal text (hosts, SQL, driver messages): public surfaces show
+/// only a code derived from `kind` (`rvc_store::products::StepError::public`).
+#[derive(Debug, Clone)]
+pub struct DeadEntry {
+    pub event_id: Uuid,
+    pub product_id: Uuid,
+    pub sku: String,
+    pub name: String,
+    pub product_version: i32,
+    pub kind: String,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub last_error: Option<String>,
+    pub first_failed_at: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The newest `limit` dead rows (by last change), from the `outbox_dead` partial index.
+pub async fn dead_entries<C: GenericClient>(
+    db: &C,
+    limit: i64,
+) -> Result<Vec<DeadEntry>, OutboxError> {
+    let rows = db
+        .query(
+            "SELECT o.event_id, o.product_id, p.sku, p.name, o.product_version, o.kind,
+                    o.attempts, o.max_attempts, o.last_error, o.first_failed_at, o.updated_at
+             FROM outbox o JOIN products p ON p.id = o.product_id
+             WHERE o.state = 'dead'
+             ORDER BY o.updated_at DESC, o.event_id
+             LIMIT $1",
+            &[&limit],
+        )
+        .await
+        .ctx("dead entries")?;
+    rows.iter()
+        .map(|r| {
+            Ok(DeadEntry {
+                event_id: r.try_get("event_id").ctx("dead entry")?,
+                product_id: r.try_get("product_id").ctx("dead entry")?,
+                sku: r.try_get("sku").ctx("dead entry")?,
+                name: r.try_get("name").ctx("dead entry")?,
+                product_version: r.try_get("product_version").ctx("dead entry")?,
+                kind: r.try_get("kind").ctx("dead entry")?,
+                attempts: r.try_get("attempts").ctx("dead entry")?,
+                max_attempts: r.try_get("max_attempts").ctx("dead entry")?,
+                last_error: r.try_get("last_error").ctx("dead entry")?,
+                first_failed_at: r.try_get("first_failed_at").ctx("dead entry")?,
+                updated_at: r.try_get("updated_at").ctx("dead entry")?,
+            })
+        })
+        .collect()
 }
 
 /// Refreshes the `rvc_outbox_rows{kind,state}` and `rvc_outbox_oldest_claimable_seconds{kind}`

@@ -79,5 +79,9 @@ pub async fn seed_rows(
         )
         .await
         .ctx("seed rows")?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
+    rows.iter()
+        .map(|r| r.try_get("product_id"))
+        .collect::<Result<_, _>>()
+        .ctx("seed rows")
+        .map_err(Into::into)
 }

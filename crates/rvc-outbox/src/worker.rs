@@ -454,8 +454,9 @@ impl<S: Step> Worker<S> {
             .await
             .ctx("fence leases")?
             .iter()
-            .map(|r| r.get(0))
-            .collect();
+            .map(|r| r.try_get("event_id"))
+            .collect::<Result<_, _>>()
+            .ctx("fence leases")?;
 
         let mut done = Vec::new();
         for (job, result) in jobs.into_iter().zip(results) {
@@ -524,13 +525,13 @@ async fn observe_completed(
     }
     let rows = client
         .query(
-            "SELECT extract(epoch FROM o.completed_at - o.created_at)::float8,
+            "SELECT extract(epoch FROM o.completed_at - o.created_at)::float8 AS lag_secs,
                     extract(epoch FROM o.completed_at - coalesce(
                       (SELECT min(i.created_at) FROM product_images i
                         WHERE i.product_id = o.product_id AND i.version = o.product_version),
                       (SELECT min(f.created_at) FROM outbox f
                         WHERE f.product_id = o.product_id AND f.product_version = o.product_version)
-                    ))::float8
+                    ))::float8 AS latency_secs
              FROM outbox o WHERE o.event_id = ANY($1) AND o.state = 'done'",
             &[&completed],
         )
@@ -544,13 +545,15 @@ async fn observe_completed(
     };
     let lag = metrics::histogram!("rvc_outbox_lag_seconds", "kind" => kind.as_str());
     // Only the last step registers the latency histogram (an empty one elsewhere would mislead).
-    let latency = (kind.status_when_done() == rvc_domain::ProductStatus::Indexed)
+    let latency = (kind.status_when_done() == Some(rvc_domain::ProductStatus::Indexed))
         .then(|| metrics::histogram!("rvc_product_registered_to_indexed_seconds"));
     for r in rows {
-        if let Ok(Some(secs)) = r.try_get::<_, Option<f64>>(0) {
+        if let Ok(Some(secs)) = r.try_get::<_, Option<f64>>("lag_secs") {
             lag.record(secs.max(0.0));
         }
-        if let (Some(latency), Ok(Some(secs))) = (&latency, r.try_get::<_, Option<f64>>(1)) {
+        if let (Some(latency), Ok(Some(secs))) =
+            (&latency, r.try_get::<_, Option<f64>>("latency_secs"))
+        {
             latency.record(secs.max(0.0));
         }
     }

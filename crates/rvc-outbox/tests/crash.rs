@@ -5,7 +5,7 @@
 use rvc_domain::OutboxKind;
 use rvc_outbox::testing::{seed_rows, STEP_LOG_DDL};
 use rvc_test_support::process::ChildGuard;
-use rvc_test_support::TestDb;
+use rvc_test_support::{wait_until, TestDb};
 use std::process::Command;
 use std::time::Duration;
 
@@ -47,12 +47,30 @@ async fn sigkilled_worker_leases_are_reclaimed_and_completed_by_another_process(
         assert!(std::time::Instant::now() < deadline, "victim never claimed");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // Past the first lease length: the heartbeat must have kept the rows.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert_eq!(
-        db.count("SELECT count(*) FROM outbox WHERE lease_owner = 'victim' AND state = 'leased'")
-            .await,
-        20,
+    // Past the first lease length the heartbeat must have kept the rows: wait until the
+    // database clock is past the latest first expiry and every lease has been extended
+    // beyond it (no other worker runs, so an expired lease would just stay behind).
+    let first_expiry: f64 = client
+        .query_one(
+            "SELECT extract(epoch FROM max(lease_expires_at))::float8 AS t FROM outbox
+             WHERE lease_owner = 'victim' AND state = 'leased'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get("t");
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            db.count(&format!(
+                "SELECT count(*) FROM outbox
+                 WHERE lease_owner = 'victim' AND state = 'leased'
+                   AND extract(epoch FROM lease_expires_at) > {first_expiry}
+                   AND extract(epoch FROM now()) > {first_expiry}"
+            ))
+            .await
+                == 20
+        })
+        .await,
         "heartbeat extends leases while the step runs"
     );
     victim.kill();

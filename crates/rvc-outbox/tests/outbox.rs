@@ -3,8 +3,10 @@
 
 use rvc_domain::OutboxKind;
 use rvc_outbox::testing::{seed_rows, NoopStep, STEP_LOG_DDL};
-use rvc_outbox::{Backoff, Job, NewOutboxRow, Outbox, Step, StepError, Worker, WorkerConfig};
-use rvc_test_support::TestDb;
+use rvc_outbox::{
+    Backoff, BatchReport, Job, NewOutboxRow, Outbox, Step, StepError, Worker, WorkerConfig,
+};
+use rvc_test_support::{wait_until, TestDb};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -26,19 +28,21 @@ fn fast_cfg() -> WorkerConfig {
     }
 }
 
-async fn wait_until<F, Fut>(timeout: Duration, mut f: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    while tokio::time::Instant::now() < deadline {
-        if f().await {
-            return true;
+/// Runs batches until one claims a row (a row becomes claimable when its backoff or lease
+/// runs out), within 10 s.
+async fn run_until_claimed<S: Step>(w: &Worker<S>, what: &str) -> BatchReport {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = w.run_once(&CancellationToken::new()).await.unwrap();
+        if r.claimed > 0 {
+            return r;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: nothing claimed within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    false
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -174,11 +178,22 @@ async fn an_expired_lease_is_taken_over_and_the_old_holder_cannot_complete() {
         .await
         .unwrap()
         .is_empty());
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    let job_b = b
-        .claim(OutboxKind::Vectorize, 10, lease, false)
-        .await
-        .unwrap();
+    // Once the lease has run out, the row is b's to claim.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let job_b = loop {
+        let jobs = b
+            .claim(OutboxKind::Vectorize, 10, lease, false)
+            .await
+            .unwrap();
+        if !jobs.is_empty() {
+            break jobs;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "expired lease never reclaimed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!(job_b.len(), 1, "expired lease reclaimed");
     assert_eq!(job_b[0].attempts, 2);
 
@@ -271,8 +286,7 @@ async fn retryable_failures_back_off_exponentially_then_succeed() {
 
     // Not claimable before its time.
     assert_eq!(w.run_once(&none).await.unwrap().claimed, 0);
-    tokio::time::sleep(Duration::from_millis(220)).await;
-    w.run_once(&none).await.unwrap();
+    run_until_claimed(&w, "second attempt after the first backoff").await;
     let delay_ms: f64 = client
         .query_one(
             "SELECT (extract(epoch FROM next_attempt_at - updated_at)*1000)::float8 FROM outbox",
@@ -285,8 +299,7 @@ async fn retryable_failures_back_off_exponentially_then_succeed() {
         (200.0..=400.0).contains(&delay_ms),
         "second backoff {delay_ms} ms doubles"
     );
-    tokio::time::sleep(Duration::from_millis(420)).await;
-    let r = w.run_once(&none).await.unwrap();
+    let r = run_until_claimed(&w, "third attempt after the second backoff").await;
     assert_eq!(r.completed, 1);
     assert_eq!(step.calls.load(Ordering::SeqCst), 3);
     assert_eq!(
@@ -402,17 +415,48 @@ async fn notify_wakes_an_idle_worker_long_before_its_poll_interval() {
         log: false,
         owner: "n".into(),
     });
-    let w = Worker::new(Outbox::new(db.pool.clone(), "n"), step, cfg);
+    // The worker and the listener get connections of their own, named, so that the test can
+    // see in pg_stat_activity when each is idle.
+    let mut worker_cfg: tokio_postgres::Config = db.url.parse().unwrap();
+    worker_cfg.application_name("notify-worker");
+    let worker_pool = deadpool_postgres::Pool::builder(deadpool_postgres::Manager::new(
+        worker_cfg,
+        tokio_postgres::NoTls,
+    ))
+    .max_size(4)
+    .build()
+    .unwrap();
+    let w = Worker::new(Outbox::new(worker_pool, "n"), step, cfg);
     let shutdown = CancellationToken::new();
+    let mut listener_cfg: tokio_postgres::Config = db.url.parse().unwrap();
+    listener_cfg.application_name("notify-listener");
     rvc_outbox::spawn_listener(
-        db.url.parse().unwrap(),
+        listener_cfg,
         OutboxKind::Publish,
         w.wake_handle(),
         shutdown.clone(),
     );
     let task = tokio::spawn(w.run(shutdown.clone()));
-    // Let the worker go idle (its first poll finds nothing, then it sleeps 600 s).
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Wait until the listener is LISTENing and the worker has finished a poll (its claim
+    // transaction committed, finding nothing) after that: from then on only a NOTIFY wakes
+    // the worker before its 600 s poll interval.
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            db.count(
+                "SELECT count(*) FROM pg_stat_activity l JOIN pg_stat_activity w
+                   ON w.datname = l.datname
+                 WHERE l.datname = current_database()
+                   AND l.application_name = 'notify-listener' AND l.state = 'idle'
+                   AND l.query LIKE 'LISTEN%'
+                   AND w.application_name = 'notify-worker' AND w.state = 'idle'
+                   AND w.query = 'COMMIT' AND w.state_change >= l.state_change",
+            )
+            .await
+                > 0
+        })
+        .await,
+        "the worker never went idle after the listener started listening"
+    );
     rvc_outbox::enqueue(
         &client,
         &NewOutboxRow::new(product_id, 1, OutboxKind::Publish),

@@ -32,9 +32,12 @@ impl From<RecognitionError> for tonic::Status {
             RecognitionError::InvalidImage(_) | RecognitionError::InvalidRequest(_) => {
                 tonic::Status::invalid_argument(msg)
             }
+            // the cause (addresses, driver text) goes to the log, not to the caller
             RecognitionError::Ml(_) | RecognitionError::Index(_) | RecognitionError::Lookup(_) => {
                 tracing::error!(error = %msg, "recognition failed");
-                tonic::Status::unavailable(msg)
+                tonic::Status::unavailable(
+                    "recognition is unavailable (ML service, vector index or catalog); retry later",
+                )
             }
         }
     }

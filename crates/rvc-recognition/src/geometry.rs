@@ -2,7 +2,8 @@
 use serde::{Deserialize, Serialize};
 
 /// A rectangle in fractions of the image (0..=1).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = RecognizedBox)]
 pub struct BoxF {
     pub x: f32,
     pub y: f32,

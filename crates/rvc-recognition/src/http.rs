@@ -36,16 +36,43 @@ pub struct RecognizeState {
     pub limits: HttpLimits,
 }
 
+/// The path of the endpoint.
+pub const PATH: &str = "/api/v1/recognize";
+
 /// Mounts `POST /api/v1/recognize`: `App::new().configure(rvc_recognition::http::configure(state))`.
 pub fn configure(state: RecognizeState) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg: &mut web::ServiceConfig| {
-        cfg.app_data(web::Data::new(state))
-            .route("/api/v1/recognize", web::post().to(recognize));
+        cfg.service(resource(state));
     }
 }
 
+/// The endpoint as one actix resource with its state, for a server that wraps it in
+/// middleware (authentication): `App::new().service(resource(state).wrap(auth))`. Register it
+/// before any scope whose prefix also matches `/api/v1/recognize`.
+pub fn resource(state: RecognizeState) -> actix_web::Resource {
+    web::resource(PATH)
+        .app_data(web::Data::new(state))
+        .route(web::post().to(recognize))
+}
+
+/// The multipart form of `POST /api/v1/recognize` (documentation only).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct RecognizeForm {
+    /// The photo: JPEG, PNG or WebP, at most 10 MiB and 8192 pixels a side.
+    #[schema(value_type = String, format = Binary)]
+    image: Vec<u8>,
+    /// Candidates per object, 1..=20 (default 5).
+    #[schema(minimum = 1, maximum = 20)]
+    top_k: Option<u32>,
+    /// Open-set threshold (cosine similarity, -1..=1): objects scoring less are left out.
+    /// Default: the calibrated `RECOGNITION_MIN_SCORE`.
+    #[schema(minimum = -1.0, maximum = 1.0)]
+    min_score: Option<f32>,
+}
+
 /// An RFC 7807 problem.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Problem {
     #[serde(rename = "type")]
     pub kind: String,
@@ -275,7 +302,23 @@ fn unsupported() -> Problem {
     .field("image")
 }
 
-async fn recognize(
+/// Recognise the catalog products in a photo: one object per product, best score first; an
+/// empty list when nothing from the catalog is there. Only products currently indexed and not
+/// archived are returned, with their current price.
+#[utoipa::path(
+    post,
+    path = "/api/v1/recognize",
+    request_body(content = RecognizeForm, content_type = "multipart/form-data"),
+    responses(
+        (status = 200, description = "The products found", body = Recognition),
+        (status = 400, description = "Missing or invalid field", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The photo is over the size limit", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not multipart, or the photo is not JPEG, PNG or WebP", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The photo's dimensions are over the limit", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A recognition backend (ML service, vector index) or the catalog is unavailable; retry", body = Problem, content_type = "application/problem+json")
+    )
+)]
+pub async fn recognize(
     state: web::Data<RecognizeState>,
     req: actix_web::HttpRequest,
     payload: web::Payload,

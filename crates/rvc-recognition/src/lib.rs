@@ -25,6 +25,6 @@ pub use geometry::BoxF;
 pub use lookup::{PgProductLookup, ProductInfo, ProductLookup};
 pub use ml::MlRegionsClient;
 pub use recognizer::{
-    Approach, Candidate, Recognition, RecognizedObject, Recognizer, RecognizerConfig,
+    Approach, Backend, Candidate, Recognition, RecognizedObject, Recognizer, RecognizerConfig,
     DEFAULT_MIN_SCORE,
 };

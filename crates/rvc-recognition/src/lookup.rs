@@ -8,7 +8,8 @@ use std::collections::HashMap;
 use uuid::Uuid;
 
 /// What the response shows of a product (its current version).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(as = RecognizedProduct)]
 pub struct ProductInfo {
     pub product_id: Uuid,
     pub sku: String,

@@ -55,15 +55,9 @@ pub struct RecognizerConfig {
 }
 
 impl Default for RecognizerConfig {
+    /// The defaults of the `#[arg]` attributes above (stated once, there).
     fn default() -> Self {
-        Self {
-            approach: Approach::Pooled,
-            default_min_score: DEFAULT_MIN_SCORE,
-            verify: 6,
-            search_concurrency: 16,
-            max_objects: 8,
-            whole_margin: 0.02,
-        }
+        rvc_runtime::args::defaults()
     }
 }
 
@@ -72,23 +66,29 @@ const POOLED_SCALES: [f32; 4] = [0.3, 0.4, 0.5, 0.6];
 const WINDOW_SCALES: [f32; 3] = [0.3, 0.45, 0.6];
 const GRID_STEP: f32 = 0.5;
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// Another product the object's region resembles (the first is the object's own product).
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Candidate {
     pub product_id: Uuid,
     pub sku: String,
     pub score: f32,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// One product found in the photo.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct RecognizedObject {
+    /// Where the product is, in fractions of the image.
     #[serde(rename = "box")]
     pub bbox: BoxF,
+    /// Cosine similarity to the product's gallery photo (at least `min_score`).
     pub score: f32,
     pub product: ProductInfo,
+    /// The best matches of the object's region, best first, at most `top_k`.
     pub candidates: Vec<Candidate>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// The products found in one photo.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Recognition {
     pub model_version: String,
     /// One per product, best score first.
@@ -108,10 +108,17 @@ impl Region {
     }
 }
 
-/// The pipeline; cheap to share behind an `Arc`.
+/// The ML service and the collection of one recognition model.
+#[derive(Debug, Clone)]
+pub struct Backend {
+    pub ml: MlRegionsClient,
+    pub index: VectorIndex,
+}
+
+/// The pipeline; cheap to share behind an `Arc`. Its backend (model) can be switched while it
+/// serves ([`Recognizer::switch`]): a request uses the backend it started with throughout.
 pub struct Recognizer {
-    ml: MlRegionsClient,
-    index: VectorIndex,
+    backend: std::sync::RwLock<Arc<Backend>>,
     lookup: Arc<dyn ProductLookup>,
     cfg: RecognizerConfig,
 }
@@ -119,7 +126,7 @@ pub struct Recognizer {
 impl std::fmt::Debug for Recognizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Recognizer")
-            .field("index", &self.index)
+            .field("index", &self.backend().index)
             .field("cfg", &self.cfg)
             .finish()
     }
@@ -133,8 +140,7 @@ impl Recognizer {
         cfg: RecognizerConfig,
     ) -> Self {
         Self {
-            ml,
-            index,
+            backend: std::sync::RwLock::new(Arc::new(Backend { ml, index })),
             lookup,
             cfg,
         }
@@ -144,14 +150,31 @@ impl Recognizer {
         &self.cfg
     }
 
+    /// The backend requests start with now.
+    pub fn backend(&self) -> Arc<Backend> {
+        match self.backend.read() {
+            Ok(b) => b.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Answers from `backend` from the next request on (a model switch).
+    pub fn switch(&self, backend: Backend) {
+        let mut b = match self.backend.write() {
+            Ok(b) => b,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *b = Arc::new(backend);
+    }
+
     /// The vector index this recognizer searches.
-    pub fn index(&self) -> &VectorIndex {
-        &self.index
+    pub fn index(&self) -> VectorIndex {
+        self.backend().index.clone()
     }
 
     /// The ML service client.
-    pub fn ml(&self) -> &MlRegionsClient {
-        &self.ml
+    pub fn ml(&self) -> MlRegionsClient {
+        self.backend().ml.clone()
     }
 
     /// Recognises the products in `image`. `top_k` 0 = [`DEFAULT_TOP_K`]; `min_score` None =
@@ -204,12 +227,18 @@ impl Recognizer {
         } else {
             None
         };
-        let first = self.ml.regions(image, &crop_boxes, &pooled_boxes).await?;
+        let backend = self.backend();
+        let first = backend
+            .ml
+            .regions(image, &crop_boxes, &pooled_boxes)
+            .await?;
         let model_version = first.model_version.clone();
         let mut vectors: Vec<(BoxF, Vec<f32>)> = crop_boxes.into_iter().zip(first.crops).collect();
         let n_crops = vectors.len();
         vectors.extend(pooled_boxes.into_iter().zip(first.pooled));
-        let regions = self.search_all(vectors, limit, &mut known).await?;
+        let regions = self
+            .search_all(&backend.index, vectors, limit, &mut known)
+            .await?;
         let (whole, rest) = regions.split_at(1.min(regions.len()));
         let whole = whole.first().cloned();
 
@@ -220,9 +249,10 @@ impl Recognizer {
                     Vec::new()
                 } else {
                     let boxes: Vec<BoxF> = proposals.iter().map(|r| r.bbox.expand(0.05)).collect();
-                    let second = self.ml.regions(image, &boxes, &[]).await?;
+                    let second = backend.ml.regions(image, &boxes, &[]).await?;
                     let v = boxes.into_iter().zip(second.crops).collect();
-                    self.search_all(v, limit, &mut known).await?
+                    self.search_all(&backend.index, v, limit, &mut known)
+                        .await?
                 }
             }
             _ => rest.to_vec(),
@@ -283,11 +313,11 @@ impl Recognizer {
     /// and drops products the lookup does not know (not indexed, archived, deleted).
     async fn search_all(
         &self,
+        index: &VectorIndex,
         vectors: Vec<(BoxF, Vec<f32>)>,
         limit: u64,
         known: &mut HashMap<Uuid, ProductInfo>,
     ) -> Result<Vec<Region>, RecognitionError> {
-        let index = &self.index;
         let results: Vec<(BoxF, Vec<(Uuid, f32)>)> =
             futures::stream::iter(vectors.into_iter().map(|(b, v)| async move {
                 let hits = index.search(v, limit).await?;

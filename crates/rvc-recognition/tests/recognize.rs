@@ -25,32 +25,6 @@ fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(&p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
 }
 
-fn model_path() -> PathBuf {
-    let p =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../var/models/efficientnet-lite0.onnx");
-    assert!(
-        p.is_file(),
-        "model missing at {}: run scripts/setup-model.sh",
-        p.display()
-    );
-    p
-}
-
-/// The `rvc-vector-index` binary beside this crate's own binary (or `VECTOR_INDEX_BIN`).
-fn vector_index_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("VECTOR_INDEX_BIN").filter(|p| !p.is_empty()) {
-        return PathBuf::from(p);
-    }
-    let me = PathBuf::from(env!("CARGO_BIN_EXE_rvc-recognition-eval"));
-    let p = me.parent().unwrap().join("rvc-vector-index");
-    assert!(
-        p.is_file(),
-        "{} is missing: build it first (cargo build -p rvc-vector-server)",
-        p.display()
-    );
-    p
-}
-
 struct Child(std::process::Child);
 impl Drop for Child {
     fn drop(&mut self) {
@@ -86,7 +60,7 @@ async fn start() -> Env {
     let (stop, rx) = tokio::sync::oneshot::channel::<()>();
     let cfg = rvc_ml_service::ServiceConfig {
         embedder: rvc_ml_service::EmbedderConfig {
-            model_path: model_path(),
+            model_path: rvc_test_support::paths::model_path(),
             ..Default::default()
         },
         workers: 2,
@@ -100,14 +74,16 @@ async fn start() -> Env {
     std::fs::create_dir_all(&dir).unwrap();
     let port = rvc_test_support::net::free_port();
     let child = Child(
-        Command::new(vector_index_bin())
-            .env("VECTOR_ADDR", format!("127.0.0.1:{port}"))
-            .env("VECTOR_DATA_DIR", &dir)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
+        Command::new(rvc_test_support::paths::vector_index_bin(
+            std::path::Path::new(env!("CARGO_BIN_EXE_rvc-recognition-eval")),
+        ))
+        .env("VECTOR_ADDR", format!("127.0.0.1:{port}"))
+        .env("VECTOR_DATA_DIR", &dir)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap(),
     );
     let index = VectorIndex::connect(&format!("http://127.0.0.1:{port}"), "products").unwrap();
     let ml = MlRegionsClient::new(&ml_url, Duration::from_secs(120)).unwrap();

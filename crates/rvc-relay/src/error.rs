@@ -11,14 +11,12 @@ pub enum RelayError {
     Kafka(#[from] KafkaError),
     #[error(transparent)]
     VectorIndex(#[from] VectorIndexError),
-    #[error("database error during {context}: {source}")]
-    Db {
-        context: &'static str,
-        #[source]
-        source: tokio_postgres::Error,
-    },
+    #[error(transparent)]
+    Db(#[from] rvc_runtime::db::DbError),
     #[error("could not get a database connection: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
+    #[error(transparent)]
+    Store(#[from] rvc_store::StoreError),
 }
 
 impl RelayError {
@@ -28,17 +26,9 @@ impl RelayError {
             Self::Config(_) => false,
             Self::Kafka(e) => e.is_retryable(),
             Self::VectorIndex(e) => e.is_retryable(),
-            Self::Db { .. } | Self::Pool(_) => true,
+            Self::Db(_) | Self::Pool(_) | Self::Store(_) => true,
         }
     }
 }
 
-pub(crate) trait DbContext<T> {
-    fn ctx(self, context: &'static str) -> Result<T, RelayError>;
-}
-
-impl<T> DbContext<T> for Result<T, tokio_postgres::Error> {
-    fn ctx(self, context: &'static str) -> Result<T, RelayError> {
-        self.map_err(|source| RelayError::Db { context, source })
-    }
-}
+pub(crate) use rvc_runtime::db::DbContext;

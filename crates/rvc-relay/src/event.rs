@@ -5,7 +5,8 @@ use chrono::{DateTime, Utc};
 use prost::Message;
 use rvc_kafka::OutRecord;
 use rvc_proto::events::{
-    product_change_event::Operation, Embedding, ProductChangeEvent, ProductImage, ProductUpsert,
+    product_change_event::Operation, DeleteReason, Embedding, ProductChangeEvent, ProductDelete,
+    ProductImage, ProductUpsert,
 };
 use uuid::Uuid;
 
@@ -13,7 +14,7 @@ use uuid::Uuid;
 pub const CONTENT_TYPE: &str = "application/x-protobuf; proto=rvc.events.v1.ProductChangeEvent";
 /// `event_type` header of an upsert.
 pub const EVENT_TYPE_UPSERT: &str = "upsert";
-/// `event_type` header of a delete (reserved: rvc does not delete products yet).
+/// `event_type` header of a delete (the product was archived).
 pub const EVENT_TYPE_DELETE: &str = "delete";
 
 /// Header names (lower case, as written on every record).
@@ -26,31 +27,8 @@ pub mod header {
     pub const TRACEPARENT: &str = "traceparent";
 }
 
-/// The product row as it is now (Postgres keeps only the current version's fields).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProductRow {
-    pub id: Uuid,
-    pub sku: String,
-    pub name: String,
-    pub category: String,
-    pub price_minor: i64,
-    pub currency: String,
-    /// The product's current version.
-    pub version: i32,
-}
-
-/// One photo of one version.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ImageRow {
-    pub ordinal: i16,
-    pub sha256: String,
-    pub content_type: String,
-    pub width: i32,
-    pub height: i32,
-    pub object_key: Option<String>,
-    pub point_id: Option<Uuid>,
-    pub model_version: Option<String>,
-}
+// The rows an event is built from (read by `rvc_store::publish`).
+pub use rvc_store::publish::{ImageRow, ProductRow};
 
 /// Everything one event is made of.
 #[derive(Debug, Clone)]
@@ -103,9 +81,37 @@ pub fn upsert_event(input: &EventInput<'_>) -> ProductChangeEvent {
     }
 }
 
+/// The delete event of an archive version: product id, the version, SKU and when it was
+/// archived (`archived_at`; the row's recording time when the row does not carry it).
+pub fn delete_event(
+    input: &EventInput<'_>,
+    archived_at: Option<DateTime<Utc>>,
+) -> ProductChangeEvent {
+    let p = input.product;
+    ProductChangeEvent {
+        event_id: input.event_id.to_string(),
+        event_timestamp: Some(timestamp(input.recorded_at)),
+        operation: Some(Operation::Delete(ProductDelete {
+            product_id: p.id.to_string(),
+            version: i64::from(input.version),
+            sku: p.sku.clone(),
+            archived_at: Some(timestamp(archived_at.unwrap_or(input.recorded_at))),
+            reason: DeleteReason::Archived as i32,
+        })),
+    }
+}
+
+/// The Kafka record of a delete (headers as an upsert's, `event_type` = `delete`).
+pub fn delete_record(input: &EventInput<'_>, archived_at: Option<DateTime<Utc>>) -> OutRecord {
+    record(input, delete_event(input, archived_at), EVENT_TYPE_DELETE)
+}
+
 /// The Kafka record of an upsert: key = product id, value = the protobuf, headers.
 pub fn upsert_record(input: &EventInput<'_>) -> OutRecord {
-    let event = upsert_event(input);
+    record(input, upsert_event(input), EVENT_TYPE_UPSERT)
+}
+
+fn record(input: &EventInput<'_>, event: ProductChangeEvent, event_type: &str) -> OutRecord {
     let mut headers = BTreeMap::new();
     headers.insert(
         header::EVENT_ID.to_owned(),
@@ -113,7 +119,7 @@ pub fn upsert_record(input: &EventInput<'_>) -> OutRecord {
     );
     headers.insert(
         header::EVENT_TYPE.to_owned(),
-        EVENT_TYPE_UPSERT.as_bytes().to_vec(),
+        event_type.as_bytes().to_vec(),
     );
     headers.insert(
         header::PRODUCT_ID.to_owned(),
@@ -234,6 +240,36 @@ mod tests {
         assert_eq!(e.model_version, "m@1");
         assert!(u.images[1].embedding.is_none());
         assert_eq!(u.images[1].image_key, "");
+    }
+
+    #[test]
+    fn delete_record_carries_the_archive_version() {
+        let p = product();
+        let vectors = HashMap::new();
+        let at = Utc.timestamp_opt(1_700_000_000, 0).unwrap();
+        let archived = Utc.timestamp_opt(1_699_999_990, 0).unwrap();
+        let input = EventInput {
+            event_id: Uuid::now_v7(),
+            recorded_at: at,
+            version: 4,
+            product: &p,
+            images: &[],
+            vectors: &vectors,
+            traceparent: None,
+        };
+        let rec = delete_record(&input, Some(archived));
+        assert_eq!(rec.headers[header::EVENT_TYPE], b"delete");
+        assert_eq!(rec.headers[header::PRODUCT_VERSION], b"4");
+        assert_eq!(rec.key, p.id.to_string().into_bytes());
+        let ev = ProductChangeEvent::decode(rec.value.as_slice()).unwrap();
+        let Some(Operation::Delete(d)) = ev.operation else {
+            panic!("not a delete")
+        };
+        assert_eq!(d.version, 4);
+        assert_eq!(d.sku, "SKU-1");
+        assert_eq!(d.product_id, p.id.to_string());
+        assert_eq!(d.archived_at.unwrap().seconds, 1_699_999_990);
+        assert_eq!(d.reason, DeleteReason::Archived as i32);
     }
 
     #[test]

@@ -14,5 +14,7 @@ pub mod event;
 mod step;
 
 pub use error::RelayError;
-pub use step::{EmbeddingArgs, KafkaArgs, PublishStep};
+pub use rvc_kafka::KafkaArgs;
+pub use step::{EmbeddingArgs, PublishStep};
+#[cfg(feature = "testing")]
 pub mod testing;

@@ -5,51 +5,18 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
-use rvc_domain::OutboxKind;
-use rvc_kafka::{parse_brokers, Delivered, KafkaOptions, KafkaProducer, OutRecord, TopicSpec};
+use rvc_domain::{OutboxKind, VersionChange};
+use rvc_kafka::{
+    parse_brokers, Delivered, KafkaArgs, KafkaOptions, KafkaProducer, OutRecord, TopicSpec,
+};
 use rvc_outbox::{Job, Step, StepError};
 use rvc_runtime::health::ReadyCheck;
-use rvc_vectors::VectorIndex;
+use rvc_vectors::{QdrantArgs, VectorIndex};
 use uuid::Uuid;
 
-use crate::error::{DbContext, RelayError};
-use crate::event::{upsert_record, EventInput, ImageRow, ProductRow};
-
-/// Kafka settings (`#[command(flatten)]` into the binary's args).
-#[derive(Debug, Clone, clap::Args)]
-pub struct KafkaArgs {
-    /// Bootstrap brokers, `host:port[,host:port]`.
-    #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
-    pub kafka_brokers: String,
-    /// Topic of the product change events.
-    #[arg(long, env = "KAFKA_TOPIC", default_value = "catalog.product-events")]
-    pub kafka_topic: String,
-    /// Partitions of the topic when the relay creates it (an existing topic keeps its own).
-    #[arg(long, env = "KAFKA_PARTITIONS", default_value_t = 6)]
-    pub kafka_partitions: i32,
-    /// Replication factor of the topic when the relay creates it.
-    #[arg(long, env = "KAFKA_REPLICATION", default_value_t = 1)]
-    pub kafka_replication: i16,
-    /// Upper bound of one Kafka call (connect, metadata, produce), retries included, in seconds.
-    #[arg(long, env = "KAFKA_REQUEST_TIMEOUT_SECS", default_value_t = 10.0)]
-    pub kafka_request_timeout_secs: f64,
-    /// At start, how long to wait for the broker to answer, in seconds.
-    #[arg(long, env = "KAFKA_STARTUP_WAIT_SECS", default_value_t = 60)]
-    pub kafka_startup_wait_secs: u64,
-}
-
-impl KafkaArgs {
-    pub fn new(brokers: impl Into<String>, topic: impl Into<String>) -> Self {
-        Self {
-            kafka_brokers: brokers.into(),
-            kafka_topic: topic.into(),
-            kafka_partitions: 6,
-            kafka_replication: 1,
-            kafka_request_timeout_secs: 10.0,
-            kafka_startup_wait_secs: 60,
-        }
-    }
-}
+use crate::error::RelayError;
+use crate::event::{delete_record, upsert_record, EventInput};
+use rvc_store::publish::{RowRef, Snapshot};
 
 /// Where the embedding vectors come from (`#[command(flatten)]`).
 #[derive(Debug, Clone, clap::Args)]
@@ -58,12 +25,8 @@ pub struct EmbeddingArgs {
     /// the events carry point id and model version only.
     #[arg(long, env = "RELAY_INCLUDE_VECTORS", default_value_t = true, action = clap::ArgAction::Set)]
     pub relay_include_vectors: bool,
-    /// gRPC URL of Qdrant (or of the local `rvc-vector-index`).
-    #[arg(long, env = "QDRANT_URL", default_value = "http://127.0.0.1:6334")]
-    pub qdrant_url: String,
-    /// Collection holding one point per product photo.
-    #[arg(long, env = "QDRANT_COLLECTION", default_value = "product_images")]
-    pub qdrant_collection: String,
+    #[command(flatten)]
+    pub qdrant: QdrantArgs,
 }
 
 impl EmbeddingArgs {
@@ -71,8 +34,7 @@ impl EmbeddingArgs {
     pub fn new(url: impl Into<String>, collection: impl Into<String>) -> Self {
         Self {
             relay_include_vectors: true,
-            qdrant_url: url.into(),
-            qdrant_collection: collection.into(),
+            qdrant: QdrantArgs::new(url, collection),
         }
     }
 
@@ -80,17 +42,9 @@ impl EmbeddingArgs {
     pub fn without_vectors() -> Self {
         Self {
             relay_include_vectors: false,
-            qdrant_url: String::new(),
-            qdrant_collection: String::new(),
+            qdrant: QdrantArgs::new("", ""),
         }
     }
-}
-
-/// What the step learned about one row from Postgres.
-struct Snapshot {
-    product: ProductRow,
-    recorded_at: DateTime<Utc>,
-    images: Vec<ImageRow>,
 }
 
 /// The publish [`Step`].
@@ -139,33 +93,23 @@ impl PublishStep {
             auto_create_topic: Some(spec),
             ..KafkaOptions::default()
         };
-        let deadline = Instant::now() + Duration::from_secs(kafka.kafka_startup_wait_secs);
-        let mut delay = Duration::from_millis(200);
-        let producer = loop {
-            let attempt = async {
+        let producer = rvc_runtime::retry::until_deadline(
+            "kafka",
+            Duration::from_secs(kafka.kafka_startup_wait_secs),
+            rvc_kafka::KafkaError::is_retryable,
+            || async {
                 let p = KafkaProducer::connect(brokers.clone(), &kafka.kafka_topic, opts.clone())
                     .await?;
                 let n = p.ensure_topic(spec.partitions, spec.replication).await?;
-                Ok::<_, rvc_kafka::KafkaError>((p, n))
-            };
-            match attempt.await {
-                Ok((p, n)) => {
-                    tracing::info!(brokers = %kafka.kafka_brokers, topic = %kafka.kafka_topic,
-                        partitions = n, "kafka topic ready");
-                    break p;
-                }
-                Err(e) if e.is_retryable() && Instant::now() + delay < deadline => {
-                    tracing::info!(brokers = %kafka.kafka_brokers, error = %e, "kafka not answering yet; waiting");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(2));
-                }
-                Err(e) => return Err(e.into()),
-            }
-        };
+                tracing::info!(brokers = %kafka.kafka_brokers, topic = %kafka.kafka_topic,
+                    partitions = n, "kafka topic ready");
+                Ok::<_, rvc_kafka::KafkaError>(p)
+            },
+        )
+        .await?;
         let index = if embeddings.relay_include_vectors {
-            let index =
-                VectorIndex::connect(&embeddings.qdrant_url, &embeddings.qdrant_collection)?;
-            tracing::info!(url = %embeddings.qdrant_url, collection = %embeddings.qdrant_collection,
+            let index = embeddings.qdrant.connect()?;
+            tracing::info!(url = %embeddings.qdrant.qdrant_url, collection = %embeddings.qdrant.qdrant_collection,
                 "events carry embedding vectors read from the vector index");
             Some(index)
         } else {
@@ -214,81 +158,68 @@ impl PublishStep {
     /// Reads the products, the publish rows' creation times and the photos of each row's version.
     async fn load(&self, jobs: &[Job]) -> Result<HashMap<Uuid, Snapshot>, RelayError> {
         let client = self.pool.get().await?;
-        let event_ids: Vec<Uuid> = jobs.iter().map(|j| j.event_id).collect();
-        let product_ids: Vec<Uuid> = jobs.iter().map(|j| j.product_id).collect();
-        let versions: Vec<i32> = jobs.iter().map(|j| j.product_version).collect();
-        let rows = client
-            .query(
-                "SELECT o.event_id, o.created_at, p.id, p.sku, p.name, c.name, p.price_minor,
-                        p.currency::text, p.version
-                 FROM outbox o
-                 JOIN products p ON p.id = o.product_id
-                 JOIN categories c ON c.id = p.category_id
-                 WHERE o.event_id = ANY($1)",
-                &[&event_ids],
-            )
-            .await
-            .ctx("load products")?;
-        let mut out = HashMap::with_capacity(rows.len());
-        for r in rows {
-            out.insert(
-                r.get::<_, Uuid>(0),
-                Snapshot {
-                    recorded_at: r.get(1),
-                    product: ProductRow {
-                        id: r.get(2),
-                        sku: r.get(3),
-                        name: r.get(4),
-                        category: r.get(5),
-                        price_minor: r.get(6),
-                        currency: r.get(7),
-                        version: r.get(8),
-                    },
-                    images: Vec::new(),
-                },
-            );
+        let rows: Vec<RowRef> = jobs
+            .iter()
+            .map(|j| RowRef {
+                event_id: j.event_id,
+                product_id: j.product_id,
+                version: j.product_version,
+            })
+            .collect();
+        Ok(rvc_store::publish::load(&**client, &rows).await?)
+    }
+
+    /// The vectors of `point_ids`, each read from the collection of the model that made it
+    /// (the models table; a photo recorded before models were, or of an unknown model, is
+    /// looked up in the configured collection). After a model switch the photos name the new
+    /// model's points, which live in its collection.
+    async fn vectors(
+        &self,
+        index: &VectorIndex,
+        snapshots: &HashMap<Uuid, Snapshot>,
+        point_ids: Vec<Uuid>,
+    ) -> Result<HashMap<Uuid, Vec<f32>>, RelayError> {
+        let collections: HashMap<String, String> = {
+            let client = self.pool.get().await?;
+            rvc_store::models::list(&**client)
+                .await?
+                .into_iter()
+                .filter(|m| m.dropped_at.is_none())
+                .map(|m| (m.model_version, m.collection))
+                .collect()
+        };
+        let mut by_collection: HashMap<&str, Vec<Uuid>> = HashMap::new();
+        let model_of: HashMap<Uuid, Option<&str>> = snapshots
+            .values()
+            .flat_map(|s| s.images.iter())
+            .filter_map(|i| Some((i.point_id?, i.model_version.as_deref())))
+            .collect();
+        for id in point_ids {
+            let collection = model_of
+                .get(&id)
+                .copied()
+                .flatten()
+                .and_then(|mv| collections.get(mv))
+                .map_or(index.collection(), String::as_str);
+            by_collection.entry(collection).or_default().push(id);
         }
-        let images = client
-            .query(
-                "SELECT i.product_id, i.version, i.ordinal, i.sha256, i.content_type, i.width,
-                        i.height, i.object_key, i.point_id, i.model_version
-                 FROM product_images i
-                 JOIN unnest($1::uuid[], $2::int[]) AS t(id, version)
-                   ON i.product_id = t.id AND i.version = t.version
-                 ORDER BY i.product_id, i.version, i.ordinal",
-                &[&product_ids, &versions],
-            )
-            .await
-            .ctx("load images")?;
-        let mut by_version: HashMap<(Uuid, i32), Vec<ImageRow>> = HashMap::new();
-        for r in images {
-            by_version
-                .entry((r.get(0), r.get(1)))
-                .or_default()
-                .push(ImageRow {
-                    ordinal: r.get(2),
-                    sha256: r.get(3),
-                    content_type: r.get(4),
-                    width: r.get(5),
-                    height: r.get(6),
-                    object_key: r.get(7),
-                    point_id: r.get(8),
-                    model_version: r.get(9),
-                });
-        }
-        for job in jobs {
-            if let Some(s) = out.get_mut(&job.event_id) {
-                s.images = by_version
-                    .get(&(job.product_id, job.product_version))
-                    .cloned()
-                    .unwrap_or_default();
-            }
+        let mut out = HashMap::new();
+        for (collection, ids) in by_collection {
+            let found = if collection == index.collection() {
+                index.vectors(&ids).await?
+            } else {
+                index.with_collection(collection).vectors(&ids).await?
+            };
+            out.extend(found);
         }
         Ok(out)
     }
 
     /// Builds and produces the batch; one result per job, in job order.
     async fn publish(&self, jobs: &[Job]) -> Vec<Result<Delivered, StepError>> {
+        // One `outbox_step` span per row (linked to the trace of its ingest request, as the
+        // other steps' spans are), open while the batch is built and produced.
+        let _spans: Vec<tracing::Span> = jobs.iter().map(rvc_outbox::step_span).collect();
         let snapshots = match self.load(jobs).await {
             Ok(s) => s,
             Err(e) => return all(jobs.len(), &step_error(&e)),
@@ -300,13 +231,12 @@ impl PublishStep {
             .into_iter()
             .collect();
         let vectors = match &self.index {
-            Some(index) if !point_ids.is_empty() => match index.vectors(&point_ids).await {
-                Ok(v) => v,
-                Err(e) => {
-                    let e = RelayError::from(e);
-                    return all(jobs.len(), &step_error(&e));
+            Some(index) if !point_ids.is_empty() => {
+                match self.vectors(index, &snapshots, point_ids).await {
+                    Ok(v) => v,
+                    Err(e) => return all(jobs.len(), &step_error(&e)),
                 }
-            },
+            }
             _ => HashMap::new(),
         };
 
@@ -322,6 +252,30 @@ impl PublishStep {
                 ))));
                 continue;
             };
+            let change = match job.change() {
+                Ok(c) => c,
+                Err(e) => {
+                    results[i] = Some(Err(StepError::permanent(format!(
+                        "publish row {}: {e}",
+                        job.event_id
+                    ))));
+                    continue;
+                }
+            };
+            let input = EventInput {
+                event_id: job.event_id,
+                recorded_at: snap.recorded_at,
+                version: job.product_version,
+                product: &snap.product,
+                images: &snap.images,
+                vectors: &vectors,
+                traceparent: job.traceparent.as_deref(),
+            };
+            if change == VersionChange::Archive {
+                records.push(delete_record(&input, archived_at_of(&job.payload)));
+                slots.push(i);
+                continue;
+            }
             if self.index.is_some() && snap.product.version == job.product_version {
                 // The current version's points must be in the index (the vectorizer wrote them
                 // before this row existed). Superseded versions may have lost theirs to the
@@ -340,15 +294,7 @@ impl PublishStep {
                     continue;
                 }
             }
-            records.push(upsert_record(&EventInput {
-                event_id: job.event_id,
-                recorded_at: snap.recorded_at,
-                version: job.product_version,
-                product: &snap.product,
-                images: &snap.images,
-                vectors: &vectors,
-                traceparent: job.traceparent.as_deref(),
-            }));
+            records.push(upsert_record(&input));
             slots.push(i);
         }
 
@@ -402,12 +348,17 @@ impl PublishStep {
     }
 }
 
+/// The `archived_at` an archive row's payload carries (`rvc_store::archive` sets it).
+fn archived_at_of(payload: &serde_json::Value) -> Option<DateTime<Utc>> {
+    payload
+        .get("archived_at")
+        .and_then(serde_json::Value::as_str)
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        .map(|t| t.with_timezone(&Utc))
+}
+
 fn step_error(e: &RelayError) -> StepError {
-    if e.is_retryable() {
-        StepError::retryable(e)
-    } else {
-        StepError::permanent(e)
-    }
+    StepError::classify(e.is_retryable(), e)
 }
 
 fn all(n: usize, e: &StepError) -> Vec<Result<Delivered, StepError>> {

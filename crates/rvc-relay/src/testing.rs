@@ -91,18 +91,22 @@ pub fn decode_all(records: &[FetchedRecord]) -> Result<Vec<SeenEvent>, String> {
                 .ok_or_else(|| format!("record {}:{} has no value", r.partition, r.offset))?;
             let event = ProductChangeEvent::decode(value)
                 .map_err(|e| format!("record {}:{} does not decode: {e}", r.partition, r.offset))?;
-            let Some(Operation::Upsert(u)) = &event.operation else {
-                return Err(format!(
-                    "record {}:{} is not an upsert",
-                    r.partition, r.offset
-                ));
+            let (product_id, version) = match &event.operation {
+                Some(Operation::Upsert(u)) => (u.product_id.clone(), u.version),
+                Some(Operation::Delete(d)) => (d.product_id.clone(), d.version),
+                None => {
+                    return Err(format!(
+                        "record {}:{} has no operation",
+                        r.partition, r.offset
+                    ))
+                }
             };
             Ok(SeenEvent {
                 partition: r.partition,
                 offset: r.offset,
                 event_id: event.event_id.clone(),
-                product_id: u.product_id.clone(),
-                version: u.version,
+                product_id,
+                version,
                 headers: r.headers.clone(),
                 event: event.clone(),
             })

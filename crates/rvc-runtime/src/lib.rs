@@ -2,7 +2,9 @@
 //! tracing, Prometheus metrics, the health/metrics HTTP endpoint of workers and shutdown signals.
 
 pub mod args;
+pub mod db;
 pub mod health;
+pub mod retry;
 pub mod shutdown;
 pub mod telemetry;
 

@@ -33,17 +33,18 @@ pub struct NewApiKey<'a> {
 const SELECT: &str = "SELECT id, name, key_sha256, scopes, created_at, last_used_at, expires_at,
                              revoked_at FROM api_keys";
 
-fn record(r: &tokio_postgres::Row) -> ApiKeyRecord {
-    ApiKeyRecord {
-        id: r.get(0),
-        name: r.get(1),
-        key_sha256: r.get(2),
-        scopes: r.get(3),
-        created_at: r.get(4),
-        last_used_at: r.get(5),
-        expires_at: r.get(6),
-        revoked_at: r.get(7),
-    }
+fn record(r: &tokio_postgres::Row) -> Result<ApiKeyRecord, StoreError> {
+    const CTX: &str = "api key row";
+    Ok(ApiKeyRecord {
+        id: r.try_get("id").ctx(CTX)?,
+        name: r.try_get("name").ctx(CTX)?,
+        key_sha256: r.try_get("key_sha256").ctx(CTX)?,
+        scopes: r.try_get("scopes").ctx(CTX)?,
+        created_at: r.try_get("created_at").ctx(CTX)?,
+        last_used_at: r.try_get("last_used_at").ctx(CTX)?,
+        expires_at: r.try_get("expires_at").ctx(CTX)?,
+        revoked_at: r.try_get("revoked_at").ctx(CTX)?,
+    })
 }
 
 pub async fn insert<C: GenericClient>(
@@ -60,17 +61,17 @@ pub async fn insert<C: GenericClient>(
         )
         .await
         .ctx("insert api key")?;
-    Ok(record(&row))
+    record(&row)
 }
 
 /// The key whose public id is `id`, revoked or not.
 pub async fn find<C: GenericClient>(db: &C, id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
-    Ok(db
-        .query_opt(&format!("{SELECT} WHERE id = $1"), &[&id])
+    db.query_opt(&format!("{SELECT} WHERE id = $1"), &[&id])
         .await
         .ctx("find api key")?
         .as_ref()
-        .map(record))
+        .map(record)
+        .transpose()
 }
 
 /// Every key, newest first; revoked ones only when `include_revoked`.
@@ -78,16 +79,15 @@ pub async fn list<C: GenericClient>(
     db: &C,
     include_revoked: bool,
 ) -> Result<Vec<ApiKeyRecord>, StoreError> {
-    Ok(db
-        .query(
-            &format!("{SELECT} WHERE $1 OR revoked_at IS NULL ORDER BY created_at DESC, id"),
-            &[&include_revoked],
-        )
-        .await
-        .ctx("list api keys")?
-        .iter()
-        .map(record)
-        .collect())
+    db.query(
+        &format!("{SELECT} WHERE $1 OR revoked_at IS NULL ORDER BY created_at DESC, id"),
+        &[&include_revoked],
+    )
+    .await
+    .ctx("list api keys")?
+    .iter()
+    .map(record)
+    .collect()
 }
 
 /// Revokes `id` (idempotent: an already revoked key keeps its first revocation time).
@@ -96,17 +96,17 @@ pub async fn revoke<C: GenericClient>(
     db: &C,
     id: &str,
 ) -> Result<Option<ApiKeyRecord>, StoreError> {
-    Ok(db
-        .query_opt(
-            "UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1
-             RETURNING id, name, key_sha256, scopes, created_at, last_used_at, expires_at,
-                       revoked_at",
-            &[&id],
-        )
-        .await
-        .ctx("revoke api key")?
-        .as_ref()
-        .map(record))
+    db.query_opt(
+        "UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1
+         RETURNING id, name, key_sha256, scopes, created_at, last_used_at, expires_at,
+                   revoked_at",
+        &[&id],
+    )
+    .await
+    .ctx("revoke api key")?
+    .as_ref()
+    .map(record)
+    .transpose()
 }
 
 /// Records a use of `id`, writing only when the stored time is older than `min_interval_secs`

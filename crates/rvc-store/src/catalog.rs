@@ -132,6 +132,7 @@ pub async fn revision<C: GenericClient>(db: &C, id: Uuid) -> Result<Option<i64>,
         .ctx("product revision")?
         .map(|r| r.try_get("revision").ctx("product revision"))
         .transpose()
+        .map_err(Into::into)
 }
 
 /// A pending cache invalidation: the cache entry of `product_id` must not serve anything
@@ -182,6 +183,7 @@ pub async fn ack_invalidations<C: GenericClient>(
     )
     .await
     .ctx("ack invalidations")
+    .map_err(Into::into)
 }
 
 /// Rows waiting in `cache_invalidations` (a gauge; 0 when every change reached the cache).
@@ -191,4 +193,5 @@ pub async fn invalidation_backlog<C: GenericClient>(db: &C) -> Result<i64, Store
         .ctx("invalidation backlog")?
         .try_get("n")
         .ctx("invalidation backlog")
+        .map_err(Into::into)
 }

@@ -45,19 +45,24 @@ pub async fn is_current(pool: &deadpool_postgres::Pool) -> Result<bool, StoreErr
     let client = pool.get().await?;
     let exists: bool = client
         .query_one(
-            "SELECT to_regclass('refinery_schema_history') IS NOT NULL",
+            "SELECT to_regclass('refinery_schema_history') IS NOT NULL AS present",
             &[],
         )
         .await
         .ctx("migration table")?
-        .get(0);
+        .try_get("present")
+        .ctx("migration table")?;
     if !exists {
         return Ok(false);
     }
     let v: Option<i32> = client
-        .query_one("SELECT max(version) FROM refinery_schema_history", &[])
+        .query_one(
+            "SELECT max(version) AS version FROM refinery_schema_history",
+            &[],
+        )
         .await
         .ctx("migration version")?
-        .get(0);
+        .try_get("version")
+        .ctx("migration version")?;
     Ok(v.unwrap_or(0) >= latest_version())
 }

@@ -93,7 +93,7 @@ async fn category_id<C: GenericClient>(tx: &C, name: &str) -> Result<i64, StoreE
             .await
             .ctx("category")?;
         if let Some(row) = row {
-            return Ok(row.get(0));
+            return Ok(row.try_get("id").ctx("category")?);
         }
         // Another transaction created it after this statement's snapshot: a new statement
         // sees it.
@@ -102,7 +102,7 @@ async fn category_id<C: GenericClient>(tx: &C, name: &str) -> Result<i64, StoreE
         .query_one("SELECT id FROM categories WHERE name = $1", &[&name])
         .await
         .ctx("category")?;
-    Ok(row.get(0))
+    row.try_get("id").ctx("category").map_err(Into::into)
 }
 
 /// Writes a submission inside `tx`: category, product (new version when anything changed),
@@ -135,7 +135,11 @@ pub async fn ingest<C: GenericClient>(
         .ctx("insert product")?;
 
     let (product_id, version, created) = match inserted {
-        Some(row) => (row.get::<_, Uuid>(0), row.get::<_, i32>(1), true),
+        Some(row) => (
+            row.try_get::<_, Uuid>("id").ctx("insert product")?,
+            row.try_get::<_, i32>("version").ctx("insert product")?,
+            true,
+        ),
         None => {
             // Existing SKU: lock it, and compare with what we were sent.
             let row = tx
@@ -146,9 +150,11 @@ pub async fn ingest<C: GenericClient>(
                 )
                 .await
                 .ctx("lock product")?;
-            let (id, version): (Uuid, i32) = (row.get(0), row.get(1));
-            let (old_hash, status, archived): (String, String, bool) =
-                (row.get(2), row.get(3), row.get(4));
+            let id: Uuid = row.try_get("id").ctx("lock product")?;
+            let version: i32 = row.try_get("version").ctx("lock product")?;
+            let old_hash: String = row.try_get("content_hash").ctx("lock product")?;
+            let status: String = row.try_get("status").ctx("lock product")?;
+            let archived: bool = row.try_get("archived").ctx("lock product")?;
             if old_hash == hash && !archived {
                 let status = status.parse().map_err(|e: String| StoreError::Corrupt(e))?;
                 return Ok(IngestOutcome::Unchanged {
@@ -161,7 +167,8 @@ pub async fn ingest<C: GenericClient>(
                 .query_one(
                     "UPDATE products SET name = $2, category_id = $3, price_minor = $4,
                             currency = $5, content_hash = $6, version = version + 1,
-                            status = 'registered', archived = FALSE, updated_at = now()
+                            status = 'registered', archived = FALSE, archived_at = NULL,
+                            updated_at = now()
                      WHERE id = $1 RETURNING version",
                     &[
                         &id,
@@ -174,7 +181,8 @@ pub async fn ingest<C: GenericClient>(
                 )
                 .await
                 .ctx("new product version")?
-                .get(0);
+                .try_get("version")
+                .ctx("new product version")?;
             (id, version, false)
         }
     };
@@ -282,7 +290,7 @@ pub struct ProductView {
 }
 
 const PRODUCT_SELECT: &str =
-    "SELECT p.id, p.sku, p.name, c.name, p.price_minor, p.currency, p.version,
+    "SELECT p.id, p.sku, p.name, c.name AS category, p.price_minor, p.currency, p.version,
             p.status, p.archived, p.created_at, p.updated_at
      FROM products p JOIN categories c ON c.id = p.category_id";
 
@@ -318,47 +326,51 @@ pub async fn find<C: GenericClient>(
             .ctx("get product by sku")?,
     };
     let Some(row) = row else { return Ok(None) };
-    let id: Uuid = row.get(0);
-    let version: i32 = row.get(6);
-    let price_minor: i64 = row.get(4);
+    const CTX: &str = "get product";
+    let id: Uuid = row.try_get("id").ctx(CTX)?;
+    let version: i32 = row.try_get("version").ctx(CTX)?;
+    let price_minor: i64 = row.try_get("price_minor").ctx(CTX)?;
     let images = db
         .query(
             "SELECT ordinal, sha256, content_type, width, height, size_bytes,
-                    staged_bytes IS NOT NULL, object_key, point_id, model_version
+                    staged_bytes IS NOT NULL AS staged, object_key, point_id, model_version
              FROM product_images WHERE product_id = $1 AND version = $2 ORDER BY ordinal",
             &[&id, &version],
         )
         .await
         .ctx("product images")?
         .iter()
-        .map(|r| ImageView {
-            ordinal: r.get(0),
-            sha256: r.get(1),
-            content_type: r.get(2),
-            width: r.get(3),
-            height: r.get(4),
-            size_bytes: r.get(5),
-            staged: r.get(6),
-            object_key: r.get(7),
-            point_id: r.get(8),
-            model_version: r.get(9),
+        .map(|r| {
+            const CTX: &str = "product images";
+            Ok(ImageView {
+                ordinal: r.try_get("ordinal").ctx(CTX)?,
+                sha256: r.try_get("sha256").ctx(CTX)?,
+                content_type: r.try_get("content_type").ctx(CTX)?,
+                width: r.try_get("width").ctx(CTX)?,
+                height: r.try_get("height").ctx(CTX)?,
+                size_bytes: r.try_get("size_bytes").ctx(CTX)?,
+                staged: r.try_get("staged").ctx(CTX)?,
+                object_key: r.try_get("object_key").ctx(CTX)?,
+                point_id: r.try_get("point_id").ctx(CTX)?,
+                model_version: r.try_get("model_version").ctx(CTX)?,
+            })
         })
-        .collect();
+        .collect::<Result<Vec<_>, StoreError>>()?;
     Ok(Some(ProductView {
         id,
-        sku: row.get(1),
-        name: row.get(2),
-        category: row.get(3),
+        sku: row.try_get("sku").ctx(CTX)?,
+        name: row.try_get("name").ctx(CTX)?,
+        category: row.try_get("category").ctx(CTX)?,
         price_minor,
         price: Price::from_minor(price_minor)
             .map(|p| p.to_string())
             .unwrap_or_default(),
-        currency: row.get::<_, String>(5),
+        currency: row.try_get::<_, String>("currency").ctx(CTX)?,
         version,
-        status: row.get(7),
-        archived: row.get(8),
-        created_at: row.get(9),
-        updated_at: row.get(10),
+        status: row.try_get("status").ctx(CTX)?,
+        archived: row.try_get("archived").ctx(CTX)?,
+        created_at: row.try_get("created_at").ctx(CTX)?,
+        updated_at: row.try_get("updated_at").ctx(CTX)?,
         images,
         timeline: timeline(db, id).await?,
     }))
@@ -369,30 +381,32 @@ pub async fn timeline<C: GenericClient>(
     db: &C,
     product_id: Uuid,
 ) -> Result<Vec<TimelineEntry>, StoreError> {
-    Ok(db
-        .query(
-            "SELECT event_id, product_version, kind, state, attempts, max_attempts, last_error,
-                    next_attempt_at, created_at, updated_at, completed_at
-             FROM outbox WHERE product_id = $1 ORDER BY created_at, event_id",
-            &[&product_id],
-        )
-        .await
-        .ctx("timeline")?
-        .iter()
-        .map(|r| TimelineEntry {
-            event_id: r.get(0),
-            product_version: r.get(1),
-            kind: r.get(2),
-            state: r.get(3),
-            attempts: r.get(4),
-            max_attempts: r.get(5),
-            last_error: r.get(6),
-            next_attempt_at: r.get(7),
-            created_at: r.get(8),
-            updated_at: r.get(9),
-            completed_at: r.get(10),
+    const CTX: &str = "timeline";
+    db.query(
+        "SELECT event_id, product_version, kind, state, attempts, max_attempts, last_error,
+                next_attempt_at, created_at, updated_at, completed_at
+         FROM outbox WHERE product_id = $1 ORDER BY created_at, event_id",
+        &[&product_id],
+    )
+    .await
+    .ctx(CTX)?
+    .iter()
+    .map(|r| {
+        Ok(TimelineEntry {
+            event_id: r.try_get("event_id").ctx(CTX)?,
+            product_version: r.try_get("product_version").ctx(CTX)?,
+            kind: r.try_get("kind").ctx(CTX)?,
+            state: r.try_get("state").ctx(CTX)?,
+            attempts: r.try_get("attempts").ctx(CTX)?,
+            max_attempts: r.try_get("max_attempts").ctx(CTX)?,
+            last_error: r.try_get("last_error").ctx(CTX)?,
+            next_attempt_at: r.try_get("next_attempt_at").ctx(CTX)?,
+            created_at: r.try_get("created_at").ctx(CTX)?,
+            updated_at: r.try_get("updated_at").ctx(CTX)?,
+            completed_at: r.try_get("completed_at").ctx(CTX)?,
         })
-        .collect())
+    })
+    .collect()
 }
 
 /// A failed attempt as public responses show it: a stable code and a short message. The

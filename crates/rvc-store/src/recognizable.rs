@@ -28,29 +28,30 @@ pub async fn recognizable<C: GenericClient>(
     }
     let rows = db
         .query(
-            "SELECT p.id, p.sku, p.name, c.name, p.price_minor, p.currency, p.version
+            "SELECT p.id, p.sku, p.name, c.name AS category, p.price_minor, p.currency, p.version
              FROM products p JOIN categories c ON c.id = p.category_id
              WHERE p.id = ANY($1) AND p.status = 'indexed' AND NOT p.archived",
             &[&ids],
         )
         .await
         .ctx("recognizable products")?;
-    Ok(rows
-        .iter()
+    const CTX: &str = "recognizable products";
+    rows.iter()
         .map(|r| {
-            let price_minor: i64 = r.get(4);
-            RecognizableProduct {
-                id: r.get(0),
-                sku: r.get(1),
-                name: r.get(2),
-                category: r.get(3),
+            let price_minor: i64 = r.try_get("price_minor").ctx(CTX)?;
+            let currency: String = r.try_get("currency").ctx(CTX)?;
+            Ok(RecognizableProduct {
+                id: r.try_get("id").ctx(CTX)?,
+                sku: r.try_get("sku").ctx(CTX)?,
+                name: r.try_get("name").ctx(CTX)?,
+                category: r.try_get("category").ctx(CTX)?,
                 price_minor,
                 price: Price::from_minor(price_minor)
                     .map(|p| p.to_string())
                     .unwrap_or_default(),
-                currency: r.get::<_, String>(5).trim().to_owned(),
-                version: r.get(6),
-            }
+                currency: currency.trim().to_owned(),
+                version: r.try_get("version").ctx(CTX)?,
+            })
         })
-        .collect())
+        .collect()
 }

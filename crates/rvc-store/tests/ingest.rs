@@ -1,29 +1,17 @@
 //! The ingest transaction against a real Postgres: all or nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use rvc_domain::{CategoryName, Currency, ImageFormat, Price, ProductName, Sku, SniffedImage};
-use rvc_store::products::{ingest, FailPoint, IngestOutcome, NewProduct, StagedImage};
+mod common;
+
+use rvc_store::products::{ingest, FailPoint, IngestOutcome, NewProduct};
 use rvc_store::StoreError;
 use rvc_test_support::TestDb;
 
+/// [`common::product_priced`] with a trace context, as the API writes it.
 fn product(sku: &str, price: &str) -> NewProduct {
-    let bytes = b"\x89PNG fake bytes, the store does not decode".to_vec();
     NewProduct {
-        sku: Sku::parse(sku).unwrap(),
-        name: ProductName::parse("Tea").unwrap(),
-        category: CategoryName::parse("Drinks").unwrap(),
-        price: Price::parse(price).unwrap(),
-        currency: Currency::parse("EUR").unwrap(),
-        images: vec![StagedImage {
-            meta: SniffedImage {
-                format: ImageFormat::Png,
-                width: 10,
-                height: 10,
-                sha256: rvc_domain::sha256_hex(&bytes),
-            },
-            bytes,
-        }],
         traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
+        ..common::product_priced(sku, price)
     }
 }
 

@@ -4,14 +4,20 @@
 //! failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod images;
 pub mod kafka;
 pub mod net;
+pub mod objects;
+pub mod outbox;
+pub mod paths;
 pub mod postgres;
 pub mod process;
 pub mod proxy;
 pub mod s3;
+pub mod wait;
 
 pub use postgres::TestDb;
+pub use wait::{wait_for, wait_until};
 
 /// Installs a test tracing subscriber once (honours RUST_LOG).
 pub fn init_tracing() {

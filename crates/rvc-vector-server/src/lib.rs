@@ -48,6 +48,7 @@
 //! half-created collection; deletion renames into `<data_dir>/.trash/` before removing.
 
 mod convert;
+pub mod metrics;
 mod service;
 mod store;
 
@@ -118,6 +119,7 @@ where
     let qdrant = QdrantServer::new(svc);
 
     tonic::transport::Server::builder()
+        .layer(metrics::MetricsLayer)
         .add_service(qdrant)
         .add_service(collections)
         .add_service(points)

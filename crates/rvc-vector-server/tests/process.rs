@@ -26,13 +26,7 @@ impl Drop for Proc {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use rvc_test_support::net::free_port;
 
 fn spawn(data_dir: &Path) -> (Child, u16) {
     let port = free_port();
@@ -258,4 +252,58 @@ async fn methods_outside_the_subset_are_unimplemented_and_collections_list_and_d
         matches!(err, rvc_vectors::VectorIndexError::DistanceMismatch { .. }),
         "{err:?}"
     );
+}
+
+/// GET `path` on `addr` over plain HTTP/1.0 (the test has no HTTP client dependency).
+fn http_get(addr: &str, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    Some(body)
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_grpc_method() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, metrics_port) = (free_port(), free_port());
+    let metrics_addr = format!("127.0.0.1:{metrics_port}");
+    let child = Command::new(BIN)
+        .env("VECTOR_ADDR", format!("127.0.0.1:{port}"))
+        .env("VECTOR_DATA_DIR", dir.path())
+        .env("METRICS_ADDR", &metrics_addr)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let proc = Proc {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    };
+    let index = VectorIndex::connect(&proc.url, "metered").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while index.health_check().await.is_err() {
+        assert!(Instant::now() < deadline, "rvc-vector-index did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    index.ensure_collection(4).await.unwrap();
+    index.search(vec![0.1, 0.2, 0.3, 0.4], 3).await.unwrap();
+    index.search(vec![0.4, 0.3, 0.2, 0.1], 3).await.unwrap();
+    let metrics = http_get(&metrics_addr, "/metrics").expect("metrics endpoint answers");
+    let searches = metrics
+        .lines()
+        .find(|l| l.starts_with("rvc_vector_requests_total{method=\"Points/Query\"}"))
+        .unwrap_or_else(|| panic!("no search counter in\n{metrics}"));
+    assert!(searches.ends_with(" 2"), "{searches}");
+    assert!(
+        metrics.contains("rvc_vector_request_seconds_count{method=\"Qdrant/HealthCheck\"}"),
+        "{metrics}"
+    );
+    assert!(http_get(&metrics_addr, "/readyz")
+        .unwrap()
+        .starts_with("HTTP/1.0 200"));
+    drop(proc);
 }

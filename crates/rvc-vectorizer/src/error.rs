@@ -16,4 +16,6 @@ pub enum VectorizerError {
     Index(#[from] VectorIndexError),
     #[error("object store: {0}")]
     ObjectStore(#[from] ObjectStoreError),
+    #[error("database: {0}")]
+    Database(String),
 }

@@ -19,16 +19,26 @@
 //! Every external write is idempotent, so a crash anywhere means a re-run that converges.
 //!
 //! At start ([`VectorizeStep::start`]) the vectorizer asks the ML service for its model
-//! (`GetModelInfo`) and creates the collection with that dimension (cosine, payload indexes),
-//! or refuses to start when an existing collection has another dimension.
+//! (`GetModelInfo`), registers it as the active recognition model when the deployment has
+//! none, and creates the collection with that dimension (cosine, payload indexes), or refuses
+//! to start when an existing collection has another dimension.
+//!
+//! **Model migration** ([`embed`], docs/operations.md "Model migration"): while a new model is
+//! being built, steps 2-4 run for every live model ([`lanes`]: each its ML service and its own
+//! collection); the same process runs the `embed` step (the backfill, throttled) and the model
+//! keeper, which switches recognition to the new model once it is complete.
 
+pub mod embed;
 pub mod error;
+pub mod lanes;
 pub mod ml;
 pub mod step;
 
+pub use embed::{EmbedArgs, EmbedStep};
 pub use error::VectorizerError;
+pub use lanes::{Lanes, Pacer};
 pub use ml::{MlClient, MlClientArgs};
-pub use step::{IndexArgs, Model, VectorizeStep, Vectorized};
+pub use step::{IndexArgs, Model, ModelPoints, VectorizeStep, Vectorized};
 
 use rvc_objects::ObjectStoreConfig;
 
@@ -44,6 +54,8 @@ pub struct VectorizerArgs {
     pub index: IndexArgs,
     #[command(flatten)]
     pub objects: ObjectStoreConfig,
+    #[command(flatten)]
+    pub embed: EmbedArgs,
 }
 
 impl VectorizerArgs {

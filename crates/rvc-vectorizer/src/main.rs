@@ -1,7 +1,9 @@
 //! `rvc-vectorizer`: claims `vectorize` outbox rows and indexes every photo in the vector index.
 use clap::Parser;
-use rvc_outbox::runner::{self, WorkerProcessArgs};
-use rvc_vectorizer::{VectorizerArgs, DEFAULT_METRICS_ADDR};
+use rvc_outbox::runner::{self, Companion, WorkerProcessArgs};
+use rvc_outbox::WorkerConfig;
+use rvc_vectorizer::embed::spawn_model_keeper;
+use rvc_vectorizer::{EmbedStep, VectorizerArgs, DEFAULT_METRICS_ADDR};
 use std::sync::Arc;
 
 /// Vectorize worker: photos from object storage → rvc-ml-service embeddings → one vector-index
@@ -26,15 +28,29 @@ async fn main() -> anyhow::Result<()> {
     let step = args.vectorizer.build(pool.clone()).await?;
     let ready = step.ready_check();
     let shutdown = rvc_runtime::shutdown::on_signal();
-    runner::run(
+    // The model migration's backfill (`embed` rows) and its switch run beside `vectorize`.
+    let embed = &args.vectorizer.embed;
+    let keeper = spawn_model_keeper(step.lanes().clone(), embed, shutdown.clone());
+    let companion = Companion {
+        step: Arc::new(EmbedStep::new(step.lanes().clone(), embed)),
+        config: WorkerConfig {
+            batch_size: embed.embed_batch_size.max(1),
+            concurrency: embed.embed_concurrency.max(1),
+            ..args.process.worker.config()
+        },
+        claimers: 1,
+    };
+    runner::run_with(
         "rvc-vectorizer",
         DEFAULT_METRICS_ADDR,
         &args.process,
         pool,
         Arc::new(step),
         Some(ready),
+        Some(companion),
         shutdown,
     )
     .await?;
+    let _ = keeper.await;
     Ok(())
 }

@@ -50,12 +50,7 @@ impl MlClientArgs {
     pub fn for_url(url: impl Into<String>) -> Self {
         Self {
             ml_service_url: url.into(),
-            ml_concurrency: 4,
-            ml_connect_timeout_ms: 2000,
-            ml_call_timeout_ms: 30_000,
-            ml_retries: 4,
-            ml_retry_base_ms: 200,
-            ml_startup_wait_secs: 60,
+            ..rvc_runtime::args::defaults()
         }
     }
 }
@@ -141,28 +136,17 @@ impl MlClient {
     /// `GetModelInfo`, retried until `wait` has passed while the service is unreachable
     /// (a vectorizer may start before the ML service has loaded its model).
     pub async fn wait_for_model_info(&self, wait: Duration) -> Result<ModelInfo, VectorizerError> {
-        let deadline = Instant::now() + wait;
-        let mut delay = Duration::from_millis(200);
-        loop {
-            match self.model_info().await {
-                Ok(info) => return Ok(info),
-                Err(s)
-                    if (is_transient(s.code()) || s.code() == Code::Unknown)
-                        && Instant::now() + delay < deadline =>
-                {
-                    tracing::info!(url = %self.url, code = ?s.code(), error = s.message(),
-                        "ML service not answering yet; waiting");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(2));
-                }
-                Err(s) => {
-                    return Err(VectorizerError::MlUnavailable {
-                        url: self.url.clone(),
-                        message: format!("{:?}: {}", s.code(), s.message()),
-                    })
-                }
-            }
-        }
+        rvc_runtime::retry::until_deadline(
+            "ML service",
+            wait,
+            |s: &Status| is_transient(s.code()) || s.code() == Code::Unknown,
+            || self.model_info(),
+        )
+        .await
+        .map_err(|s| VectorizerError::MlUnavailable {
+            url: self.url.clone(),
+            message: format!("{:?}: {}", s.code(), s.message()),
+        })
     }
 
     /// `VectorizeImage` with the in-attempt retry loop. The returned error is the last one.

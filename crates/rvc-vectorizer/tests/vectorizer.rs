@@ -252,7 +252,7 @@ async fn a_new_version_replaces_the_points_of_the_old_one() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ml_service_down_for_20_seconds_is_retried_then_completes() {
+async fn an_ml_outage_is_retried_past_max_attempts_then_completes() {
     let db = TestDb::new().await;
     let objects = tempfile::tempdir().unwrap();
     let store = dir_store(objects.path()).await;
@@ -273,7 +273,26 @@ async fn ml_service_down_for_20_seconds_is_retried_then_completes() {
     for i in 0..3 {
         seeded.push(seed_product(&db, store.as_ref(), &format!("OUT-{i}"), &p[i..i + 2]).await);
     }
-    tokio::time::sleep(Duration::from_secs(20)).await;
+    // A count-based budget would dead-letter the rows after max_attempts failures; the
+    // retry window (24 h) keeps them. Lower max_attempts so the outage outlasts it quickly.
+    db.client()
+        .await
+        .execute(
+            "UPDATE outbox SET max_attempts = 2 WHERE kind = 'vectorize'",
+            &[],
+        )
+        .await
+        .unwrap();
+    rvc_test_support::wait::wait_for(
+        "a vectorize row failing more often than max_attempts",
+        Duration::from_secs(60),
+        || async {
+            db.count("SELECT count(*) FROM outbox WHERE kind = 'vectorize' AND attempts > 2")
+                .await
+                >= 1
+        },
+    )
+    .await;
     assert_eq!(
         db.count(VECTORIZED).await,
         0,

@@ -69,7 +69,8 @@ async fn a_slow_old_version_never_removes_the_current_versions_points() {
         .unwrap();
     assert_eq!(jobs2[0].product_version, 2);
     let out2 = fast.execute(&jobs2[0]).await.unwrap();
-    assert_eq!(out2.points.len(), 2);
+    assert_eq!(out2.models.len(), 1, "one live model");
+    assert_eq!(out2.models[0].points.len(), 2);
 
     proxy.open();
     let out1 = tokio::time::timeout(Duration::from_secs(60), slow_task)

@@ -9,6 +9,9 @@
 //! * Tests run this code against `rvc-vector-index` (crate `rvc-vector-server`), a local
 //!   server speaking the same gRPC protocol; production points `QDRANT_URL` at Qdrant.
 
+mod args;
+pub use args::QdrantArgs;
+
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -346,6 +349,35 @@ impl VectorIndex {
     pub async fn delete_product(&self, product_id: Uuid) -> Result<(), VectorIndexError> {
         self.delete_by_filter(Filter::must([product_filter_condition(product_id)]))
             .await
+    }
+
+    /// A client for another collection on the same server (one collection per model).
+    pub fn with_collection(&self, collection: &str) -> Self {
+        Self {
+            client: self.client.clone(),
+            collection: collection.to_owned(),
+        }
+    }
+
+    /// Whether the collection exists.
+    pub async fn collection_exists(&self) -> Result<bool, VectorIndexError> {
+        self.client
+            .collection_exists(&self.collection)
+            .await
+            .map_err(qerr("collection_exists"))
+    }
+
+    /// Drops the whole collection (a retired model's); a missing one is not an error.
+    pub async fn delete_collection(&self) -> Result<(), VectorIndexError> {
+        if !self.collection_exists().await? {
+            return Ok(());
+        }
+        self.client
+            .delete_collection(&self.collection)
+            .await
+            .map_err(qerr("delete_collection"))?;
+        tracing::info!(collection = %self.collection, "dropped vector collection");
+        Ok(())
     }
 
     async fn delete_by_filter(&self, filter: Filter) -> Result<(), VectorIndexError> {

@@ -22,12 +22,8 @@ pub enum CtlError {
     Store(#[from] rvc_store::StoreError),
     #[error(transparent)]
     Outbox(#[from] rvc_outbox::OutboxError),
-    #[error("database error during {context}: {source}")]
-    Db {
-        context: &'static str,
-        #[source]
-        source: tokio_postgres::Error,
-    },
+    #[error(transparent)]
+    Db(#[from] rvc_runtime::db::DbError),
     #[error("could not get a database connection: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
     #[error("{context}: {source}")]
@@ -59,12 +55,12 @@ impl CtlError {
         match self {
             CtlError::Store(
                 rvc_store::StoreError::Migration(_)
-                | rvc_store::StoreError::Db { .. }
+                | rvc_store::StoreError::Db(_)
                 | rvc_store::StoreError::Pool(_),
             )
             | CtlError::Store(rvc_store::StoreError::Outbox(_))
             | CtlError::Outbox(_)
-            | CtlError::Db { .. }
+            | CtlError::Db(_)
             | CtlError::Pool(_) => Some(DB),
             CtlError::Store(rvc_store::StoreError::Config(_)) => {
                 Some("DATABASE_URL must look like postgres://USER[:PASSWORD]@HOST:PORT/DB")
@@ -78,12 +74,4 @@ impl CtlError {
     }
 }
 
-pub(crate) trait DbContext<T> {
-    fn ctx(self, context: &'static str) -> Result<T, CtlError>;
-}
-
-impl<T> DbContext<T> for Result<T, tokio_postgres::Error> {
-    fn ctx(self, context: &'static str) -> Result<T, CtlError> {
-        self.map_err(|source| CtlError::Db { context, source })
-    }
-}
+pub(crate) use rvc_runtime::db::DbContext;

@@ -8,12 +8,14 @@ mod apikey;
 mod error;
 pub mod external;
 pub mod json;
+pub mod model;
 mod outbox;
 pub mod output;
 pub mod parse;
 mod product;
 pub mod reconcile;
 mod replay;
+mod steps;
 
 use clap::{Parser, Subcommand};
 use deadpool_postgres::Pool;
@@ -27,7 +29,7 @@ pub use reconcile::{CheckError, ObjectStore, Reconciler, VectorIndex};
 #[derive(Debug, Parser)]
 #[command(
     name = "rvcctl",
-    about = "Operate the Retail Vision Catalog: migrations, outbox, products, reconcile",
+    about = "Operate the Retail Vision Catalog: migrations, outbox, products, reconcile, models",
     after_help = "Configuration comes from flags, the environment and a .env file in the working
 directory (DATABASE_URL, DATABASE_POOL_SIZE).
 
@@ -43,6 +45,7 @@ Examples:
   rvcctl product status SKU-123
   rvcctl reconcile --repair
   rvcctl apikey create --name backoffice --scope catalog:write --scope catalog:read
+  rvcctl model migrate --to efficientnet-lite0@2 --ml-url http://ml-v2:50051
   rvcctl --database-url postgres://postgres@db:5432/rvc outbox stats --output json
 
 Runbook: docs/operations.md. JSON shapes: docs/rvcctl-json.md."
@@ -74,6 +77,20 @@ pub enum Command {
     /// Create, list, revoke and verify API keys (secrets are shown once, at creation).
     #[command(subcommand)]
     Apikey(ApikeyCommand),
+    /// Recognition models: switch to a new model with no downtime, follow the migration.
+    #[command(subcommand)]
+    Model(ModelCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelCommand {
+    /// Build a new model's points for every product in the background, then switch to it.
+    Migrate(model::MigrateArgs),
+    /// Every model with its state, collection and migration progress (done / total, ETA).
+    #[command(
+        after_help = "Examples:\n  rvcctl model status\n  rvcctl model status --output json"
+    )]
+    Status,
 }
 
 #[derive(Debug, Subcommand)]
@@ -150,7 +167,12 @@ pub async fn run(cli: Cli) -> Result<(), CtlError> {
         return Ok(());
     }
     // A CLI needs few connections; the pool size flag is shared with the services.
-    let pool = rvc_store::pool(cli.db.url(), cli.db.database_pool_size.min(4))?;
+    let pool = rvc_runtime::db::build(
+        cli.db.url(),
+        cli.db.database_pool_size.min(4),
+        Some(cli.db.pool_wait()),
+    )
+    .map_err(rvc_store::StoreError::from)?;
     let ctx = Ctx {
         pool,
         output: cli.output,
@@ -168,5 +190,7 @@ pub async fn run(cli: Cli) -> Result<(), CtlError> {
         Command::Apikey(ApikeyCommand::List(a)) => apikey::list(&ctx, a).await,
         Command::Apikey(ApikeyCommand::Revoke(a)) => apikey::revoke(&ctx, a).await,
         Command::Apikey(ApikeyCommand::Verify) => apikey::verify(&ctx).await,
+        Command::Model(ModelCommand::Migrate(a)) => model::migrate(&ctx, a).await,
+        Command::Model(ModelCommand::Status) => model::status(&ctx).await,
     }
 }

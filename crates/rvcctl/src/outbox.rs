@@ -1,5 +1,5 @@
 //! `rvcctl outbox stats|list|show`: looking at the outbox without writing SQL.
-use crate::error::{CtlError, DbContext};
+use crate::error::CtlError;
 use crate::json::{
     AuditEntry, KindStats, ListOutput, OutboxEntry, ProductSummary, ShowOutput, StatsOutput,
     TimelineStep,
@@ -8,8 +8,7 @@ use crate::output::{clip, human_secs, opt_when, or_dash, print_json, relative, w
 use crate::parse::Since;
 use crate::Ctx;
 use rvc_domain::{OutboxKind, OutboxState};
-use rvc_outbox::OutboxRow;
-use tokio_postgres::types::ToSql;
+use rvc_outbox::admin::{EntryFilter, EntryOrder, OutboxEntryRow};
 use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
@@ -50,24 +49,16 @@ pub(crate) async fn resolve_product<C: GenericClient>(
     sku: Option<&str>,
 ) -> Result<Option<Uuid>, CtlError> {
     if let Some(id) = product {
-        let found = db
-            .query_opt("SELECT 1 FROM products WHERE id = $1", &[&id])
-            .await
-            .ctx("look up product")?;
-        return match found {
-            Some(_) => Ok(Some(id)),
-            None => Err(CtlError::NotFound(format!(
+        return match rvc_store::operator::product_exists(db, id).await? {
+            true => Ok(Some(id)),
+            false => Err(CtlError::NotFound(format!(
                 "no product with id {id}; check the id, or select by SKU with --sku"
             ))),
         };
     }
     if let Some(sku) = sku {
-        let found = db
-            .query_opt("SELECT id FROM products WHERE sku = $1", &[&sku])
-            .await
-            .ctx("look up product by sku")?;
-        return match found {
-            Some(r) => Ok(Some(r.get(0))),
+        return match rvc_store::operator::product_id_by_sku(db, sku).await? {
+            Some(id) => Ok(Some(id)),
             None => Err(CtlError::NotFound(format!(
                 "no product with SKU {sku:?}; SKUs are case-sensitive, check the spelling"
             ))),
@@ -76,14 +67,8 @@ pub(crate) async fn resolve_product<C: GenericClient>(
     Ok(None)
 }
 
-/// Rows joined with their product's SKU, selected by `filter` (a WHERE clause over the
-/// columns of `outbox` plus `sku`).
-pub(crate) const ENTRY_SELECT: &str = "SELECT x.* FROM (SELECT o.*, p.sku AS sku FROM outbox o \
-     JOIN products p ON p.id = o.product_id) x";
-
-pub(crate) fn entry_from_row(row: &tokio_postgres::Row) -> Result<OutboxEntry, CtlError> {
-    let sku: String = row.try_get("sku").ctx("outbox row")?;
-    Ok(OutboxEntry::new(OutboxRow::from_row(row)?, sku))
+pub(crate) fn entry(e: OutboxEntryRow) -> OutboxEntry {
+    OutboxEntry::new(e.row, e.sku)
 }
 
 pub async fn stats(ctx: &Ctx) -> Result<(), CtlError> {
@@ -152,53 +137,23 @@ pub async fn stats(ctx: &Ctx) -> Result<(), CtlError> {
 pub async fn list(ctx: &Ctx, a: &ListArgs) -> Result<(), CtlError> {
     let client = ctx.pool.get().await?;
     let product = resolve_product(&**client, a.product, a.sku.as_deref()).await?;
-    let mut conds: Vec<String> = Vec::new();
-    let mut params: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
-    let mut push = |cond: &str, v: Box<dyn ToSql + Sync + Send>| {
-        params.push(v);
-        conds.push(cond.replace('?', &format!("${}", params.len())));
+    let filter = EntryFilter {
+        state: a.state,
+        kind: a.kind,
+        product_id: product,
+        changed_since: a.since.as_ref().map(|Since(t)| *t),
     };
-    if let Some(s) = a.state {
-        push("state = ?", Box::new(s.as_str().to_owned()));
-    }
-    if let Some(k) = a.kind {
-        push("kind = ?", Box::new(k.as_str().to_owned()));
-    }
-    if let Some(p) = product {
-        push("product_id = ?", Box::new(p));
-    }
-    if let Some(Since(t)) = a.since {
-        push("updated_at >= ?", Box::new(t));
-    }
-    let filter = if conds.is_empty() {
-        String::new()
-    } else {
-        format!(" WHERE {}", conds.join(" AND "))
-    };
-    let refs: Vec<&(dyn ToSql + Sync)> = params
-        .iter()
-        .map(|p| p.as_ref() as &(dyn ToSql + Sync))
-        .collect();
-    let total: i64 = client
-        .query_one(&format!("SELECT count(*) FROM outbox{filter}"), &refs)
-        .await
-        .ctx("count outbox rows")?
-        .get(0);
-    let mut refs_limit = refs.clone();
-    refs_limit.push(&a.limit);
-    let rows = client
-        .query(
-            &format!(
-                "{ENTRY_SELECT}{filter} ORDER BY updated_at DESC, event_id LIMIT ${}",
-                refs_limit.len()
-            ),
-            &refs_limit,
-        )
-        .await
-        .ctx("list outbox rows")?
-        .iter()
-        .map(entry_from_row)
-        .collect::<Result<Vec<_>, _>>()?;
+    let total = rvc_outbox::admin::count_entries(&**client, &filter).await?;
+    let rows = rvc_outbox::admin::list_entries(
+        &**client,
+        &filter,
+        EntryOrder::NewestChange,
+        Some(a.limit),
+    )
+    .await?
+    .into_iter()
+    .map(entry)
+    .collect();
     let out = ListOutput {
         rows,
         total_matching: total,
@@ -253,12 +208,10 @@ pub(crate) async fn get_entry<C: GenericClient>(
     db: &C,
     event_id: Uuid,
 ) -> Result<OutboxEntry, CtlError> {
-    let row = db
-        .query_opt(&format!("{ENTRY_SELECT} WHERE event_id = $1"), &[&event_id])
-        .await
-        .ctx("get outbox row")?
-        .ok_or_else(|| unknown_event(event_id))?;
-    entry_from_row(&row)
+    rvc_outbox::admin::get_entry(db, event_id)
+        .await?
+        .map(entry)
+        .ok_or_else(|| unknown_event(event_id))
 }
 
 pub(crate) fn unknown_event(id: Uuid) -> CtlError {
@@ -272,20 +225,14 @@ pub(crate) async fn product_summary<C: GenericClient>(
     db: &C,
     id: Uuid,
 ) -> Result<ProductSummary, CtlError> {
-    let r = db
-        .query_one(
-            "SELECT id, sku, name, version, status, archived FROM products WHERE id = $1",
-            &[&id],
-        )
-        .await
-        .ctx("get product")?;
+    let p = rvc_store::operator::product_head(db, id).await?;
     Ok(ProductSummary {
-        id: r.get(0),
-        sku: r.get(1),
-        name: r.get(2),
-        version: r.get(3),
-        status: r.get(4),
-        archived: r.get(5),
+        id: p.id,
+        sku: p.sku,
+        name: p.name,
+        version: p.version,
+        status: p.status,
+        archived: p.archived,
     })
 }
 
@@ -293,23 +240,17 @@ pub(crate) async fn audit_of<C: GenericClient>(
     db: &C,
     event_id: Uuid,
 ) -> Result<Vec<AuditEntry>, CtlError> {
-    Ok(db
-        .query(
-            "SELECT id, event_id, action, actor, reason, details, at FROM outbox_audit
-             WHERE event_id = $1 ORDER BY at, id",
-            &[&event_id],
-        )
-        .await
-        .ctx("audit rows")?
-        .iter()
+    Ok(rvc_outbox::admin::audit_of(db, event_id)
+        .await?
+        .into_iter()
         .map(|r| AuditEntry {
-            id: r.get(0),
-            event_id: r.get(1),
-            action: r.get(2),
-            actor: r.get(3),
-            reason: r.get(4),
-            details: r.get(5),
-            at: r.get(6),
+            id: r.id,
+            event_id: r.event_id,
+            action: r.action,
+            actor: r.actor,
+            reason: r.reason,
+            details: r.details,
+            at: r.at,
         })
         .collect())
 }

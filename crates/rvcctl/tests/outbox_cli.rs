@@ -11,8 +11,14 @@ use rvc_test_support::TestDb;
 use std::time::Duration;
 use tokio_postgres::AsyncMessage;
 
-/// A LISTEN connection on the outbox channel; notifications arrive on the receiver.
-async fn listen(url: &str) -> tokio::sync::mpsc::UnboundedReceiver<String> {
+/// A LISTEN connection on the outbox channel; notifications arrive on the receiver for as
+/// long as the returned client is kept.
+async fn listen(
+    url: &str,
+) -> (
+    tokio_postgres::Client,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
     let (client, mut conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
         .unwrap();
@@ -29,12 +35,7 @@ async fn listen(url: &str) -> tokio::sync::mpsc::UnboundedReceiver<String> {
         .batch_execute(&format!("LISTEN {}", rvc_outbox::NOTIFY_CHANNEL))
         .await
         .unwrap();
-    // keep the client alive as long as the connection task runs
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_secs(60)).await;
-        drop(client);
-    });
-    rx
+    (client, rx)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -50,7 +51,7 @@ async fn replayed_dead_rows_go_pending_and_real_workers_take_products_to_indexed
     let cc = product(&c, "SKU-C", 1, "indexed").await;
     row(&c, cc, 1, OutboxKind::Publish, "done").await;
 
-    let mut notes = listen(&db.url).await;
+    let (_listening, mut notes) = listen(&db.url).await;
     let out = rvcctl(
         &db.url,
         &[
@@ -479,8 +480,10 @@ async fn inspection_commands_print_tables_and_documented_json() {
     let j = rvcctl(&db.url, &["outbox", "stats", "-o", "json"]).json();
     assert_eq!(j["dead_total"], 1);
     let kinds = j["kinds"].as_array().unwrap();
-    assert_eq!(kinds.len(), 3);
+    // the three pipeline steps, then a model migration's `embed`
+    assert_eq!(kinds.len(), 4);
     assert_eq!(kinds[0]["kind"], "upload_images");
+    assert_eq!(kinds[3]["kind"], "embed");
     assert_eq!(kinds[0]["pending"], 1);
     assert_eq!(kinds[0]["done"], 1);
     assert!(kinds[0]["oldest_claimable_age_secs"].as_f64().unwrap() >= 59.0);

@@ -3,15 +3,12 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 use rvc_cache::{CacheConfig, RedisCache};
 use rvc_catalog::{Catalog, ReaderOptions};
+pub use rvc_test_support::paths::redis_url;
 use rvc_test_support::process::ChildGuard;
 use rvc_test_support::TestDb;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
-
-pub fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-}
 
 pub fn prefix() -> String {
     format!("rvc-test-{}:", Uuid::new_v4().simple())

@@ -15,20 +15,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-/// A real PNG of `w`×`h` noise pixels (noise does not compress: about 3·w·h bytes).
-pub fn png(seed: u64, w: u32, h: u32) -> Vec<u8> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let img = image::RgbImage::from_fn(w, h, |_, _| {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        image::Rgb([s as u8, (s >> 8) as u8, (s >> 16) as u8])
-    });
-    let mut buf = Vec::new();
-    img.write_to(&mut std::io::Cursor::new(&mut buf), image::ImageFormat::Png)
-        .unwrap();
-    buf
-}
+pub use rvc_test_support::images::png;
 
 pub fn product(sku: &str, photos: &[Vec<u8>]) -> NewProduct {
     NewProduct {

@@ -302,3 +302,123 @@ pub async fn get_by_sku(
         None => Err(Problem::not_found(format!("no product with sku {sku:?}"))),
     }
 }
+
+/// What a DELETE answers. The same body for every DELETE of one archive (a repeated DELETE
+/// writes nothing), so a client may retry freely.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ArchiveAck {
+    pub product_id: Uuid,
+    pub sku: String,
+    /// The archive version: the version the `delete` event on Kafka carries.
+    pub version: i32,
+    /// Always true.
+    pub archived: bool,
+    /// When the product was archived (null only for rows archived by hand before archiving
+    /// existed).
+    pub archived_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Archive a product by id.
+///
+/// In one transaction the product gets a new version that is archived, and the pipeline
+/// starts for it: its points leave the vector index, a `delete` event with the version goes
+/// to Kafka, and its photos are collected from object storage after ARCHIVE_RETENTION_SECS
+/// (the uploader's GC). Reads report it archived and recognition skips it from the commit on.
+/// Idempotent: archiving an archived product writes nothing and answers the same. Re-POSTing
+/// the SKU un-archives it as a new version. There is no 409: any product can be archived.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/products/{id}",
+    params(("id" = Uuid, Path, description = "Product id")),
+    responses(
+        (status = 200, description = "Archived (now, or already before this request)", body = ArchiveAck),
+        (status = 400, description = "Not a UUID", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No product with this id", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn archive_by_id(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, Problem> {
+    let id = Uuid::parse_str(&path.into_inner())
+        .map_err(|_| Problem::bad_request("the product id must be a UUID"))?;
+    archive(&req, &state, ProductRef::Id(id), || {
+        format!("no product with id {id}")
+    })
+    .await
+}
+
+/// Archive a product by SKU (as [`archive_by_id`]).
+#[utoipa::path(
+    delete,
+    path = "/api/v1/products",
+    params(SkuQuery),
+    responses(
+        (status = 200, description = "Archived (now, or already before this request)", body = ArchiveAck),
+        (status = 400, description = "sku missing or not a valid SKU", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No product with this SKU", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn archive_by_sku(
+    req: HttpRequest,
+    query: web::Query<SkuQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, Problem> {
+    let sku = query
+        .into_inner()
+        .sku
+        .ok_or_else(|| Problem::missing_field("sku").with_field("sku"))?;
+    let sku = rvc_domain::Sku::parse(&sku)
+        .map_err(|e| Problem::invalid_field("sku", e.to_string()))?
+        .as_str()
+        .to_owned();
+    let missing = format!("no product with sku {sku:?}");
+    archive(&req, &state, ProductRef::Sku(sku), || missing).await
+}
+
+async fn archive(
+    req: &HttpRequest,
+    state: &AppState,
+    which: ProductRef,
+    not_found: impl FnOnce() -> String,
+) -> Result<HttpResponse, Problem> {
+    let traceparent = req
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let mut client = state.pool.get().await?;
+    let tx = tokio_postgres::Client::transaction(&mut client).await?;
+    let Some(done) = rvc_store::archive::archive(&tx, &which, traceparent).await? else {
+        return Err(Problem::not_found(not_found()));
+    };
+    let revision = match (&state.cache, done.event_id) {
+        (Some(_), Some(_)) => rvc_store::catalog::revision(&tx, done.product_id).await?,
+        _ => None,
+    };
+    tx.commit().await?;
+    if let (Some(cache), Some(revision)) = (&state.cache, revision) {
+        // As after a POST: prompt, and guaranteed anyway by the trigger's invalidation row.
+        if let Err(e) = cache.invalidate_many(&[(done.product_id, revision)]).await {
+            metrics::counter!("rvc_ingest_cache_invalidation_errors_total").increment(1);
+            tracing::warn!(product_id = %done.product_id, error = %e,
+                "cache invalidation after archive failed; rvc-catalog's invalidator will apply it");
+        }
+    }
+    let outcome = if done.event_id.is_some() {
+        tracing::info!(product_id = %done.product_id, sku = %done.sku, version = done.version,
+            "product archived");
+        "archived"
+    } else {
+        "already_archived"
+    };
+    metrics::counter!("rvc_ingest_requests_total", "outcome" => outcome).increment(1);
+    Ok(HttpResponse::Ok().json(ArchiveAck {
+        product_id: done.product_id,
+        sku: done.sku,
+        version: done.version,
+        archived: true,
+        archived_at: done.archived_at,
+    }))
+}

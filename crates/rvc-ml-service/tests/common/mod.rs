@@ -2,23 +2,10 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use rvc_ml_service::{Embedder, EmbedderConfig, ServiceConfig};
+pub use rvc_test_support::paths::model_path;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
-
-/// `<repo>/var/models/efficientnet-lite0.onnx`; fails (never skips) when it is missing.
-pub fn model_path() -> PathBuf {
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let path = std::env::var_os("ML_TEST_MODEL_PATH")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo.join(rvc_ml_service::DEFAULT_MODEL_PATH));
-    assert!(
-        path.is_file(),
-        "the ML model is missing at {}: run scripts/setup-model.sh first",
-        path.display()
-    );
-    path
-}
 
 pub fn embedder_config() -> EmbedderConfig {
     EmbedderConfig {

@@ -12,6 +12,7 @@ use rvc_ml_service::{Embedder, EmbedderConfig, ServiceConfig};
 use rvc_objects::{FsStore, Metadata, ObjectStore, ObjectStoreConfig};
 use rvc_outbox::{NewOutboxRow, Outbox, Worker, WorkerConfig};
 use rvc_store::products::{IngestOutcome, NewProduct, StagedImage};
+pub use rvc_test_support::paths::model_path;
 use rvc_test_support::process::ChildGuard;
 use rvc_test_support::TestDb;
 use rvc_vectorizer::{IndexArgs, MlClientArgs, VectorizeStep};
@@ -49,18 +50,6 @@ pub fn photos() -> Vec<Vec<u8>> {
     .iter()
     .map(|n| fixture(n))
     .collect()
-}
-
-pub fn model_path() -> PathBuf {
-    let path = std::env::var_os("ML_TEST_MODEL_PATH")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join(rvc_ml_service::DEFAULT_MODEL_PATH));
-    assert!(
-        path.is_file(),
-        "the ML model is missing at {}: run scripts/setup-model.sh first",
-        path.display()
-    );
-    path
 }
 
 /// One loaded model per test process.

@@ -4,13 +4,8 @@
 
 use deadpool_postgres::Pool;
 use rvc_domain::OutboxKind;
-use rvc_outbox::testing::NoopStep;
-use rvc_outbox::{Outbox, Worker, WorkerConfig};
 use std::process::{Command, Output};
-use std::sync::Arc;
-use std::time::Duration;
 use tokio_postgres::GenericClient;
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 pub struct Run {
@@ -159,13 +154,13 @@ pub async fn dump(db: &impl GenericClient) -> String {
         let text: String = db
             .query_one(
                 &format!(
-                    "SELECT coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), '') FROM {table} t"
+                    "SELECT coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), '') AS dump FROM {table} t"
                 ),
                 &[],
             )
             .await
             .unwrap()
-            .get(0);
+            .get("dump");
         out.push_str(&format!("== {table}\n{text}\n"));
     }
     out
@@ -175,7 +170,7 @@ pub async fn status_of(db: &impl GenericClient, product_id: Uuid) -> String {
     db.query_one("SELECT status FROM products WHERE id = $1", &[&product_id])
         .await
         .unwrap()
-        .get(0)
+        .get("status")
 }
 
 pub async fn state_of(db: &impl GenericClient, event_id: Uuid) -> (String, i32) {
@@ -186,30 +181,10 @@ pub async fn state_of(db: &impl GenericClient, event_id: Uuid) -> (String, i32) 
         )
         .await
         .unwrap();
-    (r.get(0), r.get(1))
+    (r.get("state"), r.get("attempts"))
 }
 
-/// Runs real outbox workers (NoopStep, one per kind) until no kind has claimable work.
+/// Runs real outbox workers (a no-op step per kind) until no kind has claimable work.
 pub async fn drain(pool: &Pool) {
-    let cancel = CancellationToken::new();
-    for _ in 0..20 {
-        let mut claimed = 0;
-        for kind in OutboxKind::ALL {
-            let worker = Worker::new(
-                Outbox::new(pool.clone(), format!("test-{kind}")),
-                Arc::new(NoopStep {
-                    kind: *kind,
-                    sleep: Duration::ZERO,
-                    log: false,
-                    owner: "test".into(),
-                }),
-                WorkerConfig::default(),
-            );
-            claimed += worker.run_once(&cancel).await.unwrap().claimed;
-        }
-        if claimed == 0 {
-            return;
-        }
-    }
-    panic!("workers never ran out of work");
+    rvc_test_support::outbox::drain_with_noop_steps(pool).await;
 }

@@ -1,0 +1,49 @@
+//! Real photos for tests: valid PNG and JPEG files of a given size whose content (and so
+//! sha256) depends on a seed.
+use std::io::Cursor;
+
+fn noise(seed: u64, w: u32, h: u32) -> image::RgbImage {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    image::RgbImage::from_fn(w, h, |_, _| {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        image::Rgb([s as u8, (s >> 8) as u8, (s >> 16) as u8])
+    })
+}
+
+/// A real PNG of `w`×`h` noise pixels (noise does not compress: about 3·w·h bytes).
+pub fn png(seed: u64, w: u32, h: u32) -> Vec<u8> {
+    let mut buf = Vec::new();
+    noise(seed, w, h)
+        .write_to(&mut Cursor::new(&mut buf), image::ImageFormat::Png)
+        .unwrap();
+    buf
+}
+
+/// A real JPEG of `w`×`h` noise pixels.
+pub fn jpeg(seed: u64, w: u32, h: u32) -> Vec<u8> {
+    let mut buf = Vec::new();
+    noise(seed, w, h)
+        .write_to(&mut Cursor::new(&mut buf), image::ImageFormat::Jpeg)
+        .unwrap();
+    buf
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn images_decode_to_their_size_and_differ_by_seed() {
+        for (bytes, format) in [
+            (png(1, 7, 5), image::ImageFormat::Png),
+            (jpeg(1, 7, 5), image::ImageFormat::Jpeg),
+        ] {
+            let img = image::load_from_memory_with_format(&bytes, format).unwrap();
+            assert_eq!((img.width(), img.height()), (7, 5));
+        }
+        assert_ne!(png(1, 8, 8), png(2, 8, 8));
+        assert_eq!(png(3, 8, 8), png(3, 8, 8));
+    }
+}
