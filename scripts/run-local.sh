@@ -101,7 +101,7 @@ wait_port "$ML_ADDR" rvc-ml-service
 
 # --- the system ---
 start rvc-ingest-api "$bin/rvc-ingest-api"
-for w in rvc-image-uploader rvc-vectorizer rvc-relay; do
+for w in rvc-image-uploader rvc-vectorizer rvc-relay rvc-maintenance; do
   [ -x "$bin/$w" ] && start "$w" "$bin/$w"
 done
 wait_port "$HTTP_ADDR" rvc-ingest-api

@@ -31,7 +31,8 @@ from kubernetes_validate import utils as kv
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BASE = os.path.join(REPO, "deploy", "k8s", "base")
 K8S_VERSIONS = ["1.30.0", "1.37.0"]
-BINARIES = ["rvc-ingest-api", "rvc-catalog", "rvc-ml-service", "rvc-image-uploader", "rvc-vectorizer", "rvc-relay"]
+BINARIES = ["rvc-ingest-api", "rvc-catalog", "rvc-ml-service", "rvc-image-uploader", "rvc-vectorizer", "rvc-relay",
+            "rvc-maintenance"]
 WORKERS = {"rvc-image-uploader": "upload_images", "rvc-vectorizer": "vectorize", "rvc-relay": "publish"}
 CPU_SCALED = ["rvc-ml-service", "rvc-catalog"]
 KUSTOMIZE_FIELDS = {"apiVersion", "kind", "resources", "labels", "images"}

@@ -4,8 +4,7 @@
 
 use rvc_auth::{AuthArgs, AuthError, Authenticator, RateSpec, Scope};
 use rvc_test_support::paths::redis_url;
-use rvc_test_support::TestDb;
-use std::future::Future;
+use rvc_test_support::{wait_until, TestDb};
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -16,22 +15,6 @@ fn bearer(key: &str) -> Vec<u8> {
 
 async fn auth(db: &TestDb, args: AuthArgs) -> Authenticator {
     Authenticator::build(args, db.pool.clone()).await.unwrap()
-}
-
-/// Polls `f` until it returns true or `deadline` passes.
-async fn eventually<F, Fut>(deadline: Duration, mut f: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let end = Instant::now() + deadline;
-    while Instant::now() < end {
-        if f().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
 }
 
 #[tokio::test]
@@ -122,7 +105,7 @@ async fn revocation_takes_effect_within_the_cache_ttl() {
         .unwrap();
     assert!(row.revoked_at.is_some());
     let refused =
-        eventually(Duration::from_secs(3), || {
+        wait_until(Duration::from_secs(3), || {
             let a = a.clone();
             let key = key.clone();
             async move {
@@ -158,7 +141,7 @@ async fn expired_key_is_401_and_use_is_recorded() {
         .await
         .is_ok());
     let id = key[4..16].to_owned();
-    let recorded = eventually(Duration::from_secs(5), || {
+    let recorded = wait_until(Duration::from_secs(5), || {
         let db = &db;
         let id = id.clone();
         async move {

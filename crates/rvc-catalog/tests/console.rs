@@ -458,7 +458,11 @@ async fn console_pages_in_headless_chromium() {
 
     // photos into S3 by the real upload step
     let uploader = Worker::new(
-        Outbox::new(db.pool.clone(), "console-test-uploader"),
+        Outbox::new(
+            db.pool.clone(),
+            "console-test-uploader",
+            rvc_store::pipeline::hooks(),
+        ),
         Arc::new(rvc_image_uploader::UploadStep::new(
             db.pool.clone(),
             store.clone(),
@@ -471,7 +475,11 @@ async fn console_pages_in_headless_chromium() {
     drain_uploads(&db, &uploader).await;
 
     // vectorize: two done, the lolly dead-lettered with an internal error text
-    let outbox = Outbox::new(db.pool.clone(), "console-test");
+    let outbox = Outbox::new(
+        db.pool.clone(),
+        "console-test",
+        rvc_store::pipeline::hooks(),
+    );
     let lease = Duration::from_secs(3600);
     let jobs = outbox
         .claim(OutboxKind::Vectorize, 10, lease, false)
@@ -482,7 +490,8 @@ async fn console_pages_in_headless_chromium() {
     {
         let mut c = db.pool.get().await.unwrap();
         let tx = tokio_postgres::Client::transaction(&mut c).await.unwrap();
-        Outbox::complete_in(&tx, OutboxKind::Vectorize, &ok)
+        outbox
+            .complete_in(&tx, OutboxKind::Vectorize, &ok)
             .await
             .unwrap();
         tx.commit().await.unwrap();
@@ -506,7 +515,8 @@ async fn console_pages_in_headless_chromium() {
     {
         let mut c = db.pool.get().await.unwrap();
         let tx = tokio_postgres::Client::transaction(&mut c).await.unwrap();
-        Outbox::complete_in(&tx, OutboxKind::Publish, &cup_job)
+        outbox
+            .complete_in(&tx, OutboxKind::Publish, &cup_job)
             .await
             .unwrap();
         tx.commit().await.unwrap();

@@ -1,5 +1,5 @@
 //! The whole system on loopback: Postgres (a fresh database), s3s-fs, tansu, the ML service,
-//! the vector index, and the API, uploader, vectorizer and relay binaries.
+//! the vector index, and the API, uploader, vectorizer, relay and maintenance binaries.
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +16,12 @@ use crate::Proc;
 pub const TOPIC: &str = "catalog.product-events";
 pub const COLLECTION: &str = "e2e_product_images";
 /// The worker binaries, in the order of [`Stack::workers`].
-pub const WORKERS: [&str; 3] = ["rvc-image-uploader", "rvc-vectorizer", "rvc-relay"];
+pub const WORKERS: [&str; 4] = [
+    "rvc-image-uploader",
+    "rvc-vectorizer",
+    "rvc-relay",
+    "rvc-maintenance",
+];
 
 /// Every process of the system, killed on drop.
 pub struct Stack {
@@ -124,12 +129,7 @@ impl Stack {
                 .collect()
         };
         let envs = vec![
-            with(
-                s3.env()
-                    .into_iter()
-                    .chain([("GC_ENABLED", "false".to_owned())])
-                    .collect(),
-            ),
+            with(s3.env()),
             with(
                 s3.env()
                     .into_iter()
@@ -146,6 +146,13 @@ impl Stack {
                 ("QDRANT_URL", qdrant_url.clone()),
                 ("QDRANT_COLLECTION", COLLECTION.to_owned()),
             ]),
+            // Maintenance: off unless a test turns GC on (GC_ENABLED in `worker_env`).
+            with(
+                s3.env()
+                    .into_iter()
+                    .chain([("GC_ENABLED", "false".to_owned())])
+                    .collect(),
+            ),
         ];
         let workers = WORKERS
             .iter()

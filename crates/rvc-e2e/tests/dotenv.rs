@@ -15,6 +15,7 @@ const BINARIES: &[&str] = &[
     "rvc-image-uploader",
     "rvc-vectorizer",
     "rvc-relay",
+    "rvc-maintenance",
     "rvc-ml-service",
     "rvc-vector-index",
     "rvc-catalog",

@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rvc_e2e::stack::{Stack, COLLECTION};
 use rvc_e2e::{binary, fixture_photos, vary, Proc};
@@ -28,24 +28,17 @@ fn addr(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
 
-/// Waits for `cond` (checked every 100 ms) or panics with `what` and the logs after `secs`.
-async fn wait_for<F, Fut>(stack: &Stack, secs: u64, what: &str, mut cond: F)
+/// Waits for `cond` (`wait_until`) or panics with `what` and the logs after `secs`.
+async fn wait_for<F, Fut>(stack: &Stack, secs: u64, what: &str, cond: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if cond().await {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: not within {secs} s\n{}",
-            stack.log_tails()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    assert!(
+        rvc_test_support::wait_until(Duration::from_secs(secs), cond).await,
+        "{what}: not within {secs} s\n{}",
+        stack.log_tails()
+    );
 }
 
 async fn count(stack: &Stack, sql: &str) -> i64 {

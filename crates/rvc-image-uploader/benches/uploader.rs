@@ -20,17 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 /// A real PNG of noise, `side`² pixels (~3·side² bytes: 256 → ~197 KB).
 fn png(seed: u64, side: u32) -> Vec<u8> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let img = image::RgbImage::from_fn(side, side, |_, _| {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        image::Rgb([s as u8, (s >> 8) as u8, (s >> 16) as u8])
-    });
-    let mut buf = Vec::new();
-    img.write_to(&mut std::io::Cursor::new(&mut buf), image::ImageFormat::Png)
-        .unwrap();
-    buf
+    rvc_test_support::images::png(seed, side, side)
 }
 
 struct Rate {
@@ -117,7 +107,7 @@ async fn pipeline(
         retry_window: Duration::from_secs(3600),
     };
     let w = Worker::new(
-        Outbox::new(db.pool.clone(), "bench"),
+        Outbox::new(db.pool.clone(), "bench", rvc_store::pipeline::hooks()),
         Arc::new(UploadStep::new(db.pool.clone(), store)),
         cfg,
     );

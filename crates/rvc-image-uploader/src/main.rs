@@ -1,9 +1,7 @@
 //! `rvc-image-uploader`: claims `upload_images` outbox rows and puts the staged photos in
-//! object storage; runs orphan collection and outbox pruning on a schedule.
+//! object storage.
 use clap::Parser;
-use rvc_image_uploader::{
-    collect_orphans_with, maintenance, Maintenance, UploadStep, UploaderArgs,
-};
+use rvc_image_uploader::UploadStep;
 use rvc_outbox::runner::{self, WorkerProcessArgs};
 use std::sync::Arc;
 
@@ -16,16 +14,9 @@ struct Args {
     #[command(flatten)]
     process: WorkerProcessArgs,
     #[command(flatten)]
-    uploader: UploaderArgs,
+    objects: rvc_objects::ObjectStoreConfig,
     #[command(flatten)]
     telemetry: rvc_runtime::TelemetryArgs,
-    /// Run one orphan collection (GC_GRACE_SECS and ARCHIVE_RETENTION_SECS apply), print its
-    /// report and exit.
-    #[arg(long)]
-    gc_once: bool,
-    /// With --gc-once: list what would be deleted, delete nothing.
-    #[arg(long, requires = "gc_once")]
-    dry_run: bool,
 }
 
 #[tokio::main]
@@ -35,41 +26,17 @@ async fn main() -> anyhow::Result<()> {
     let _telemetry = rvc_runtime::telemetry::init("rvc-image-uploader", &args.telemetry)?;
     rvc_runtime::health::build_info("")?;
     let pool = runner::pool(&args.process)?;
-    let store = rvc_image_uploader::open_store(&args.uploader.objects).await?;
-    let m = &args.uploader.maintenance;
-    if args.gc_once {
-        let report = collect_orphans_with(
-            &pool,
-            store.as_ref(),
-            m.grace(),
-            m.archive_retention(),
-            args.dry_run,
-        )
-        .await?;
-        println!("{report}");
-        return Ok(());
-    }
-    let schedule = m.schedule()?;
-    let step = UploadStep::new(pool.clone(), store.clone());
+    let store = rvc_objects::open_tolerant(&args.objects).await?;
+    let step = UploadStep::new(pool.clone(), store);
     let ready = step.ready_check();
-    let shutdown = rvc_runtime::shutdown::on_signal();
-    let jobs = maintenance::spawn(
-        Maintenance::new(pool.clone(), store, m),
-        schedule,
-        shutdown.clone(),
-    );
-    let result = runner::run(
-        "rvc-image-uploader",
-        rvc_image_uploader::DEFAULT_METRICS_ADDR,
-        &args.process,
+    let process = runner::Process {
+        name: "rvc-image-uploader",
+        default_metrics_addr: rvc_image_uploader::DEFAULT_METRICS_ADDR,
+        args: &args.process,
         pool,
-        Arc::new(step),
-        Some(ready),
-        shutdown.clone(),
-    )
-    .await;
-    shutdown.cancel();
-    let _ = jobs.await;
-    result?;
+        hooks: rvc_store::pipeline::hooks(),
+        shutdown: rvc_runtime::shutdown::on_signal(),
+    };
+    runner::run(process, Arc::new(step), Some(ready)).await?;
     Ok(())
 }

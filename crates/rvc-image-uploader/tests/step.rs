@@ -122,7 +122,7 @@ async fn a_rerun_after_a_lost_commit_puts_nothing_again() {
         let store = backend.store().await;
         seed(&db, 2, 2, 16).await;
         let step = UploadStep::new(db.pool.clone(), store.clone());
-        let outbox = Outbox::new(db.pool.clone(), "crashing");
+        let outbox = Outbox::new(db.pool.clone(), "crashing", rvc_store::pipeline::hooks());
         let jobs = outbox
             .claim(step.kind(), 10, Duration::from_millis(200), false)
             .await
@@ -292,7 +292,7 @@ async fn a_missing_bucket_dead_letters_the_row() {
 async fn an_s3_outage_of_20_seconds_loses_nothing() {
     let mut s3 = rvc_test_support::s3::TestS3::start().await;
     let db = TestDb::new().await;
-    let store: Arc<dyn ObjectStore> = Arc::new(S3Store::new(s3_config(&s3)).unwrap());
+    let store: Arc<dyn ObjectStore> = Arc::new(S3Store::new(s3.config()).unwrap());
     let mut cfg: WorkerConfig = worker_config();
     cfg.backoff.base = Duration::from_millis(500);
     cfg.backoff.max = Duration::from_secs(4);

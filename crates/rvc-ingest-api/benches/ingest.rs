@@ -10,21 +10,6 @@ use rvc_ingest_api::{Application, Config, Limits};
 use rvc_test_support::TestDb;
 use std::time::{Duration, Instant};
 
-fn noisy_jpeg(w: u32, h: u32, seed: u32) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(2_654_435_761).max(1);
-    let img = image::RgbImage::from_fn(w, h, |_, _| {
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        image::Rgb([x as u8, (x >> 8) as u8, (x >> 16) as u8])
-    });
-    let mut out = std::io::Cursor::new(Vec::new());
-    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 80)
-        .encode_image(&img)
-        .unwrap();
-    out.into_inner()
-}
-
 /// Parses the form exactly like the real handler, then answers without touching Postgres.
 async fn null_handler(req: HttpRequest, payload: web::Payload) -> HttpResponse {
     let limits = Limits::default();
@@ -118,7 +103,11 @@ async fn main() {
     let args: Vec<String> = std::env::args().filter(|a| !a.starts_with("--")).collect();
     let requests: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(400);
     let concurrency: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(8);
-    let images = vec![noisy_jpeg(372, 372, 1), noisy_jpeg(372, 372, 2)];
+    // Noise at JPEG quality 80: about 200 KB each, as a phone photo (does not compress).
+    let images = vec![
+        rvc_test_support::images::jpeg_with_quality(1, 372, 372, 80),
+        rvc_test_support::images::jpeg_with_quality(2, 372, 372, 80),
+    ];
     let sizes: Vec<usize> = images.iter().map(Vec::len).collect();
 
     let db = TestDb::new().await;

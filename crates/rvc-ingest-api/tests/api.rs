@@ -182,7 +182,7 @@ async fn invalid_fields_are_400_problems_and_write_nothing() {
         assert_eq!(body["field"], field, "{what}: {body}");
     }
     let mut eleven = FormSpec::valid("x");
-    eleven.images = (0..11).map(|i| png(8, 8, i)).collect();
+    eleven.images = (0..11).map(|i| png(i, 8, 8)).collect();
     let body = problem(app.post(eleven.form()).await, 400).await;
     assert_eq!(body["field"], "images");
     assert_eq!(app.written().await, (0, 0, 0, 0, 0));
@@ -212,21 +212,21 @@ async fn unsupported_and_oversized_photos_are_415_413_422_and_write_nothing() {
 
     // A single photo over the per-file limit (noise does not compress).
     let mut big = FormSpec::valid("x");
-    let mut noisy = jpeg(400, 400, 9);
+    let mut noisy = jpeg(9, 400, 400);
     noisy.extend(std::iter::repeat_n(0xAB, 70_000));
     big.images = vec![noisy];
     problem(app.post(big.form()).await, 413).await;
 
     // Each photo fits, together they do not.
     let mut total = FormSpec::valid("x");
-    let mut fifty_k = png(10, 10, 1);
+    let mut fifty_k = png(1, 10, 10);
     fifty_k.resize(50_000, 0);
     total.images = vec![fifty_k.clone(), fifty_k.clone(), fifty_k];
     problem(app.post(total.form()).await, 413).await;
 
     // Dimensions read from the header only.
     let mut wide = FormSpec::valid("x");
-    wide.images = vec![png(501, 10, 3)];
+    wide.images = vec![png(3, 501, 10)];
     let body = problem(app.post(wide.form()).await, 422).await;
     assert!(body["detail"].as_str().unwrap().contains("501x10"));
 

@@ -86,7 +86,7 @@ fn a_valid_form_parses() {
     ] {
         body.extend(part(k, None, v.as_bytes()));
     }
-    body.extend(part("images", Some("a.png"), &common::png(8, 8, 1)));
+    body.extend(part("images", Some("a.png"), &common::png(1, 8, 8)));
     body.extend(end());
     assert_eq!(read(once(body)), 0);
 }
@@ -175,7 +175,7 @@ fn a_boundary_never_closed_is_a_400_not_a_hang() {
     assert_eq!(read(once(body)), 400);
     // an image part cut off mid-file
     let mut body = part("sku", None, b"A-1");
-    let png = common::png(8, 8, 1);
+    let png = common::png(1, 8, 8);
     body.extend(format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"images\"; filename=\"a.png\"\r\n\r\n").into_bytes());
     body.extend_from_slice(&png[..png.len() / 2]);
     assert_eq!(read(once(body)), 400);

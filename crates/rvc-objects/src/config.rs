@@ -89,10 +89,7 @@ impl ObjectStoreConfig {
 /// Builds the configured store, makes sure its bucket (or directory) exists, and logs which
 /// backend is in use. S3 when `S3_ENDPOINT` is set, else the directory `OBJECT_STORE_DIR`.
 pub async fn from_config(config: &ObjectStoreConfig) -> Result<Arc<dyn ObjectStore>> {
-    let store: Arc<dyn ObjectStore> = match config.s3() {
-        Some(s3) => Arc::new(S3Store::new(s3)?),
-        None => Arc::new(FsStore::new(&config.object_store_dir)),
-    };
+    let store = build(config)?;
     store.ensure_bucket().await?;
     tracing::info!(
         backend = store.backend(),
@@ -100,4 +97,30 @@ pub async fn from_config(config: &ObjectStoreConfig) -> Result<Arc<dyn ObjectSto
         "object store ready"
     );
     Ok(store)
+}
+
+/// [`from_config`] for a long-running worker: only a configuration error fails. An
+/// unreachable store or refused credentials are logged and the store is returned anyway (the
+/// worker's readiness reports the store, and its rows retry or dead-letter with the reason,
+/// visible in `rvcctl`).
+pub async fn open_tolerant(config: &ObjectStoreConfig) -> Result<Arc<dyn ObjectStore>> {
+    let store = build(config)?;
+    match store.ensure_bucket().await {
+        Ok(()) => tracing::info!(backend = store.backend(), location = %store.location(),
+            "object store ready"),
+        Err(e) if e.is_retryable() => tracing::warn!(backend = store.backend(),
+            location = %store.location(), error = %e,
+            "object store unreachable at start; retrying until it answers"),
+        Err(e) => tracing::error!(backend = store.backend(), location = %store.location(),
+            error = %e, "object store refused us at start (credentials? bucket?)"),
+    }
+    Ok(store)
+}
+
+/// The configured client, nothing asked of it yet.
+fn build(config: &ObjectStoreConfig) -> Result<Arc<dyn ObjectStore>> {
+    Ok(match config.s3() {
+        Some(s3) => Arc::new(S3Store::new(s3)?),
+        None => Arc::new(FsStore::new(&config.object_store_dir)),
+    })
 }

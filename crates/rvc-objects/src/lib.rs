@@ -18,7 +18,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 
-pub use config::{from_config, ObjectStoreConfig};
+pub use config::{from_config, open_tolerant, ObjectStoreConfig};
 pub use error::{ObjectStoreError, Result};
 pub use fs::FsStore;
 pub use key::{

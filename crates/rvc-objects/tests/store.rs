@@ -46,22 +46,10 @@ async fn fs_backend() -> Backend {
     }
 }
 
-fn s3_config(s3: &TestS3, bucket: &str) -> S3Config {
-    let mut c = S3Config::new(
-        &s3.endpoint,
-        &s3.region,
-        bucket,
-        &s3.access_key,
-        &s3.secret_key,
-    );
-    c.request_timeout = Duration::from_secs(10);
-    c
-}
-
 async fn s3_backend() -> Backend {
     rvc_test_support::init_tracing();
     let s3 = TestS3::start().await;
-    let store = S3Store::connect(s3_config(&s3, &s3.bucket)).await.unwrap();
+    let store = S3Store::connect(s3.config()).await.unwrap();
     Backend {
         store: Arc::new(store),
         s3: Some(s3),
@@ -321,7 +309,7 @@ async fn invalid_keys_and_metadata_are_permanent_errors(b: Backend) {
 /// A store whose bucket (or directory) was never created.
 fn store_with_missing_bucket(b: &Backend) -> Arc<dyn ObjectStore> {
     match &b.s3 {
-        Some(s3) => Arc::new(S3Store::new(s3_config(s3, &s3.missing_bucket())).unwrap()),
+        Some(s3) => Arc::new(S3Store::new(s3.config_for(&s3.missing_bucket())).unwrap()),
         None => Arc::new(FsStore::new(
             b.dir
                 .as_ref()
@@ -393,7 +381,7 @@ async fn ensure_bucket_creates_a_missing_bucket(b: Backend) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_wrong_credentials_are_a_permanent_auth_error() {
     let s3 = TestS3::start().await;
-    let mut cfg = s3_config(&s3, &s3.bucket);
+    let mut cfg = s3.config();
     cfg.secret_access_key = Some("not-the-secret".to_owned().into());
     let store = S3Store::new(cfg).unwrap();
     let err = store
@@ -423,7 +411,7 @@ async fn s3_wrong_credentials_are_a_permanent_auth_error() {
     // The error text never carries the secrets.
     assert!(!format!("{err} {err:?}").contains(&s3.secret_key));
 
-    let mut cfg = s3_config(&s3, &s3.bucket);
+    let mut cfg = s3.config();
     cfg.access_key_id = Some("UNKNOWNKEY".to_owned().into());
     let err = S3Store::new(cfg).unwrap().list("").await.unwrap_err();
     assert!(matches!(err, ObjectStoreError::Auth { .. }), "{err:?}");
@@ -433,7 +421,7 @@ async fn s3_wrong_credentials_are_a_permanent_auth_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_outage_is_retryable_and_recovers_after_restart() {
     let mut s3 = TestS3::start().await;
-    let store = S3Store::new(s3_config(&s3, &s3.bucket)).unwrap();
+    let store = S3Store::new(s3.config()).unwrap();
     store
         .put(
             "before.bin",

@@ -39,7 +39,11 @@ async fn outbox_rows_per_sec(claimers: usize, rows: i64) -> f64 {
             owner: format!("b{i}"),
         });
         let w = Worker::new(
-            Outbox::new(db.pool.clone(), format!("b{i}")),
+            Outbox::new(
+                db.pool.clone(),
+                format!("b{i}"),
+                rvc_store::pipeline::hooks(),
+            ),
             step,
             cfg.clone(),
         );

@@ -7,6 +7,13 @@ pub enum OutboxError {
     Pool(#[from] deadpool_postgres::PoolError),
     #[error("outbox row has an invalid {field}: {value}")]
     Corrupt { field: &'static str, value: String },
+    /// The owner's [`crate::RowHooks`] failed (the finishing transaction is not committed).
+    #[error("row hook ({what}): {source}")]
+    Hook {
+        what: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 pub(crate) use rvc_runtime::db::DbContext;

@@ -17,6 +17,7 @@
 pub mod admin;
 pub mod embed;
 mod error;
+pub mod hooks;
 mod listener;
 mod queue;
 pub mod runner;
@@ -26,9 +27,10 @@ pub mod testing;
 mod worker;
 
 pub use error::{OutboxError, StepError};
+pub use hooks::{HookFuture, NoHooks, RowHooks, RowRef};
 pub use listener::spawn_listener;
 pub use queue::{
-    enqueue, fail_in, notify, Backoff, CompleteOutcome, Job, NewOutboxRow, Outbox, OutboxRow,
+    enqueue, notify, Backoff, CompleteOutcome, Job, NewOutboxRow, Outbox, OutboxRow,
     NOTIFY_CHANNEL, OUTBOX_COLUMNS,
 };
 pub use stats::{

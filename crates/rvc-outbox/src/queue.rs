@@ -1,12 +1,14 @@
 //! The outbox table: enqueue, claim, heartbeat, complete, fail, release, prune.
 use crate::error::{DbContext, OutboxError, StepError};
+use crate::hooks::{RowHooks, RowRef};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use rand::Rng;
 use rvc_domain::{OutboxKind, OutboxState};
 use serde::Serialize;
+use std::sync::Arc;
 use std::time::Duration;
-use tokio_postgres::{GenericClient, Row};
+use tokio_postgres::{GenericClient, Row, Transaction};
 use uuid::Uuid;
 
 /// The channel workers LISTEN on; the payload is the kind of the new row.
@@ -146,6 +148,14 @@ pub struct Job {
 }
 
 impl Job {
+    /// The product version this row is about.
+    pub fn row_ref(&self) -> RowRef {
+        RowRef {
+            product_id: self.product_id,
+            product_version: self.product_version,
+        }
+    }
+
     /// What the row's product version is (`payload.change`; absent: an update).
     pub fn change(&self) -> Result<rvc_domain::VersionChange, String> {
         rvc_domain::VersionChange::from_payload_field(
@@ -195,27 +205,37 @@ impl Backoff {
 pub struct CompleteOutcome {
     /// Rows marked done.
     pub completed: Vec<Uuid>,
+    /// The product versions of the rows marked done (as told to the hooks).
+    pub completed_rows: Vec<RowRef>,
     /// Rows whose lease was taken over (expired and reclaimed): not completed here.
     pub lease_lost: Vec<Uuid>,
 }
 
-/// The outbox as seen by one worker process (`owner` names it in `lease_owner`).
+/// The outbox as seen by one worker process (`owner` names it in `lease_owner`; `hooks`
+/// hear about rows that finish, see [`RowHooks`]).
 #[derive(Clone)]
 pub struct Outbox {
     pool: Pool,
     owner: String,
+    hooks: Arc<dyn RowHooks>,
 }
 
 impl Outbox {
-    pub fn new(pool: Pool, owner: impl Into<String>) -> Self {
+    pub fn new(pool: Pool, owner: impl Into<String>, hooks: Arc<dyn RowHooks>) -> Self {
         Self {
             pool,
             owner: owner.into(),
+            hooks,
         }
     }
 
     pub fn pool(&self) -> &Pool {
         &self.pool
+    }
+
+    /// What this outbox tells about finished rows.
+    pub fn hooks(&self) -> &dyn RowHooks {
+        self.hooks.as_ref()
     }
 
     pub fn owner(&self) -> &str {
@@ -255,11 +275,20 @@ impl Outbox {
             )
             .await
             .ctx("sweep exhausted leases")?;
-        for r in &dead {
-            let product_id: Uuid = r.try_get("product_id").ctx("sweep exhausted leases")?;
-            let version: i32 = r.try_get("product_version").ctx("sweep exhausted leases")?;
-            mark_product_failed(&tx, kind, product_id, version).await?;
-            metrics::counter!("rvc_outbox_dead_total", "kind" => kind.as_str()).increment(1);
+        let dead = dead
+            .iter()
+            .map(|r| {
+                Ok(RowRef {
+                    product_id: r.try_get("product_id")?,
+                    product_version: r.try_get("product_version")?,
+                })
+            })
+            .collect::<Result<Vec<_>, tokio_postgres::Error>>()
+            .ctx("sweep exhausted leases")?;
+        if !dead.is_empty() {
+            self.hooks.dead(&tx, kind, &dead).await?;
+            metrics::counter!("rvc_outbox_dead_total", "kind" => kind.as_str())
+                .increment(dead.len() as u64);
         }
         let order_filter = if ordered_per_product {
             "AND NOT EXISTS (SELECT 1 FROM outbox e
@@ -360,11 +389,12 @@ impl Outbox {
             .map_err(Into::into)
     }
 
-    /// Marks `jobs` done in `tx` (fenced by their lease tokens), moves their products to the
-    /// step's status when the product is still at that version, and enqueues the next step.
+    /// Marks `jobs` done in `tx` (fenced by their lease tokens), tells the hooks (the
+    /// pipeline moves the products' status) and enqueues the next step.
     /// Call it inside the transaction that holds the step's own writes.
-    pub async fn complete_in<C: GenericClient>(
-        tx: &C,
+    pub async fn complete_in(
+        &self,
+        tx: &Transaction<'_>,
         kind: OutboxKind,
         jobs: &[Job],
     ) -> Result<CompleteOutcome, OutboxError> {
@@ -398,18 +428,10 @@ impl Outbox {
         if held.is_empty() {
             return Ok(outcome);
         }
+        let refs: Vec<RowRef> = held.iter().map(|j| j.row_ref()).collect();
+        self.hooks.done(tx, kind, &refs).await?;
         let products: Vec<Uuid> = held.iter().map(|j| j.product_id).collect();
         let versions: Vec<i32> = held.iter().map(|j| j.product_version).collect();
-        if let Some(status) = kind.status_when_done() {
-            tx.execute(
-                "UPDATE products p SET status = $3, updated_at = now()
-                 FROM unnest($1::uuid[], $2::int[]) AS t(id, version)
-                 WHERE p.id = t.id AND p.version = t.version",
-                &[&products, &versions, &status.as_str()],
-            )
-            .await
-            .ctx("product status")?;
-        }
         if let Some(next) = kind.next() {
             let next_ids: Vec<Uuid> = held.iter().map(|_| Uuid::now_v7()).collect();
             let tps: Vec<Option<String>> = held.iter().map(|j| j.traceparent.clone()).collect();
@@ -428,6 +450,7 @@ impl Outbox {
             notify(tx, next).await?;
         }
         outcome.completed = held.iter().map(|j| j.event_id).collect();
+        outcome.completed_rows = refs;
         Ok(outcome)
     }
 
@@ -445,7 +468,7 @@ impl Outbox {
         let tx = tokio_postgres::Client::transaction(&mut client)
             .await
             .ctx("fail begin")?;
-        let state = fail_in(&tx, job, error, backoff, retry_window).await?;
+        let state = self.fail_in(&tx, job, error, backoff, retry_window).await?;
         tx.commit().await.ctx("fail commit")?;
         Ok(state)
     }
@@ -502,83 +525,66 @@ impl Outbox {
 /// it goes dead (`OUTBOX_RETRY_WINDOW_SECS`).
 pub const DEFAULT_RETRY_WINDOW: Duration = Duration::from_secs(24 * 3600);
 
-/// [`Outbox::fail`] inside the caller's transaction.
-///
-/// A permanent error is dead at once. A retryable one goes back to `pending` after
-/// `backoff`, until `retry_window` has passed since the row's first failure: an outage of
-/// any length shorter than that ends with the work done, however many attempts it took.
-pub async fn fail_in<C: GenericClient>(
-    tx: &C,
-    job: &Job,
-    error: &StepError,
-    backoff: &Backoff,
-    retry_window: Duration,
-) -> Result<Option<OutboxState>, OutboxError> {
-    let permanent = !error.is_retryable();
-    let delay = backoff.delay(job.attempts);
-    let kind = job.kind.as_str();
-    let msg = truncate(error.message(), 4000);
-    let row = tx
-        .query_opt(
-            "UPDATE outbox SET
-                    state = CASE WHEN $3 OR coalesce(first_failed_at, now())
-                                  <= now() - make_interval(secs => $6)
-                                 THEN 'dead' ELSE 'pending' END,
-                    first_failed_at = coalesce(first_failed_at, now()),
-                    next_attempt_at = now() + make_interval(secs => $4),
-                    last_error = $5, lease_owner = NULL, lease_token = NULL,
-                    lease_expires_at = NULL, updated_at = now()
-             WHERE event_id = $1 AND lease_token = $2 AND state = 'leased'
-             RETURNING state",
-            &[
-                &job.event_id,
-                &job.lease_token,
-                &permanent,
-                &delay.as_secs_f64(),
-                &msg,
-                &retry_window.as_secs_f64(),
-            ],
-        )
-        .await
-        .ctx("fail")?;
-    let Some(row) = row else {
-        metrics::counter!("rvc_outbox_lease_lost_total", "kind" => kind).increment(1);
-        return Ok(None);
-    };
-    let state: String = row.try_get("state").ctx("fail")?;
-    let dead = state == "dead";
-    if dead {
-        mark_product_failed(tx, job.kind, job.product_id, job.product_version).await?;
-        metrics::counter!("rvc_outbox_dead_total", "kind" => kind).increment(1);
-        tracing::error!(event_id = %job.event_id, product_id = %job.product_id, kind,
-            attempts = job.attempts, permanent, error = %msg, "outbox row dead-lettered");
-    } else {
-        metrics::counter!("rvc_outbox_retried_total", "kind" => kind).increment(1);
-        tracing::warn!(event_id = %job.event_id, product_id = %job.product_id, kind,
-            attempts = job.attempts, retry_in_ms = delay.as_millis() as u64, error = %msg,
-            "step failed; will retry");
+impl Outbox {
+    /// [`Outbox::fail`] inside the caller's transaction.
+    ///
+    /// A permanent error is dead at once. A retryable one goes back to `pending` after
+    /// `backoff`, until `retry_window` has passed since the row's first failure: an outage of
+    /// any length shorter than that ends with the work done, however many attempts it took.
+    pub async fn fail_in(
+        &self,
+        tx: &Transaction<'_>,
+        job: &Job,
+        error: &StepError,
+        backoff: &Backoff,
+        retry_window: Duration,
+    ) -> Result<Option<OutboxState>, OutboxError> {
+        let permanent = !error.is_retryable();
+        let delay = backoff.delay(job.attempts);
+        let kind = job.kind.as_str();
+        let msg = truncate(error.message(), 4000);
+        let row = tx
+            .query_opt(
+                "UPDATE outbox SET
+                        state = CASE WHEN $3 OR coalesce(first_failed_at, now())
+                                      <= now() - make_interval(secs => $6)
+                                     THEN 'dead' ELSE 'pending' END,
+                        first_failed_at = coalesce(first_failed_at, now()),
+                        next_attempt_at = now() + make_interval(secs => $4),
+                        last_error = $5, lease_owner = NULL, lease_token = NULL,
+                        lease_expires_at = NULL, updated_at = now()
+                 WHERE event_id = $1 AND lease_token = $2 AND state = 'leased'
+                 RETURNING state",
+                &[
+                    &job.event_id,
+                    &job.lease_token,
+                    &permanent,
+                    &delay.as_secs_f64(),
+                    &msg,
+                    &retry_window.as_secs_f64(),
+                ],
+            )
+            .await
+            .ctx("fail")?;
+        let Some(row) = row else {
+            metrics::counter!("rvc_outbox_lease_lost_total", "kind" => kind).increment(1);
+            return Ok(None);
+        };
+        let state: String = row.try_get("state").ctx("fail")?;
+        let dead = state == "dead";
+        if dead {
+            self.hooks.dead(tx, job.kind, &[job.row_ref()]).await?;
+            metrics::counter!("rvc_outbox_dead_total", "kind" => kind).increment(1);
+            tracing::error!(event_id = %job.event_id, product_id = %job.product_id, kind,
+                attempts = job.attempts, permanent, error = %msg, "outbox row dead-lettered");
+        } else {
+            metrics::counter!("rvc_outbox_retried_total", "kind" => kind).increment(1);
+            tracing::warn!(event_id = %job.event_id, product_id = %job.product_id, kind,
+                attempts = job.attempts, retry_in_ms = delay.as_millis() as u64, error = %msg,
+                "step failed; will retry");
+        }
+        Ok(state.parse().ok())
     }
-    Ok(state.parse().ok())
-}
-
-/// A dead row of a pipeline step fails its product version; a dead `embed` row (a model
-/// migration's) leaves the product alone: the product is fine, the migration waits.
-async fn mark_product_failed<C: GenericClient>(
-    tx: &C,
-    kind: OutboxKind,
-    product_id: Uuid,
-    version: i32,
-) -> Result<(), OutboxError> {
-    if !kind.is_pipeline_step() {
-        return Ok(());
-    }
-    tx.execute(
-        "UPDATE products SET status = 'failed', updated_at = now() WHERE id = $1 AND version = $2",
-        &[&product_id, &version],
-    )
-    .await
-    .ctx("mark product failed")?;
-    Ok(())
 }
 
 fn ids_and_tokens(jobs: &[Job]) -> (Vec<Uuid>, Vec<Uuid>) {

@@ -1,7 +1,7 @@
 //! Everything a worker binary does around its step: the pool, the LISTEN connection, the
 //! claimer loops, the outbox gauges, `/healthz` `/readyz` `/metrics` on `METRICS_ADDR`, and a
 //! graceful stop on SIGTERM/SIGINT. A worker's `main` builds its step and calls [`run`].
-use crate::{spawn_listener, spawn_stats_refresher, Outbox, Step, Worker, WorkerArgs};
+use crate::{spawn_listener, spawn_stats_refresher, Outbox, RowHooks, Step, Worker, WorkerArgs};
 use rvc_runtime::health::ReadyCheck;
 use rvc_runtime::DatabaseArgs;
 use std::sync::Arc;
@@ -48,42 +48,45 @@ pub struct Companion<B: Step> {
     pub claimers: usize,
 }
 
-/// Runs `step` until `shutdown` (pass `rvc_runtime::shutdown::on_signal()`).
+/// What every worker process has, whatever its step.
+pub struct Process<'a> {
+    /// The binary's name (in the lease owner and the logs).
+    pub name: &'a str,
+    /// `/healthz` `/readyz` `/metrics` address when `METRICS_ADDR` is unset.
+    pub default_metrics_addr: &'a str,
+    pub args: &'a WorkerProcessArgs,
+    pub pool: deadpool_postgres::Pool,
+    /// Told about finished rows (the pipeline: `rvc_store::pipeline::hooks()`).
+    pub hooks: Arc<dyn RowHooks>,
+    /// Stops the process (pass `rvc_runtime::shutdown::on_signal()`).
+    pub shutdown: CancellationToken,
+}
+
+/// Runs `step` until `process.shutdown`.
 /// `ready` adds the step's own readiness (its S3 bucket, ML service ...) to the database check.
 pub async fn run<S: Step>(
-    name: &str,
-    default_metrics_addr: &str,
-    args: &WorkerProcessArgs,
-    pool: deadpool_postgres::Pool,
+    process: Process<'_>,
     step: Arc<S>,
     ready: Option<ReadyCheck>,
-    shutdown: CancellationToken,
 ) -> Result<(), RunError> {
-    run_with::<S, S>(
+    run_with::<S, S>(process, step, ready, None).await
+}
+
+/// [`run`] with a [`Companion`] step (the vectorizer's model migration beside `vectorize`).
+pub async fn run_with<S: Step, B: Step>(
+    process: Process<'_>,
+    step: Arc<S>,
+    ready: Option<ReadyCheck>,
+    companion: Option<Companion<B>>,
+) -> Result<(), RunError> {
+    let Process {
         name,
         default_metrics_addr,
         args,
         pool,
-        step,
-        ready,
-        None,
+        hooks,
         shutdown,
-    )
-    .await
-}
-
-/// [`run`] with a [`Companion`] step (the vectorizer's model migration beside `vectorize`).
-#[allow(clippy::too_many_arguments)]
-pub async fn run_with<S: Step, B: Step>(
-    name: &str,
-    default_metrics_addr: &str,
-    args: &WorkerProcessArgs,
-    pool: deadpool_postgres::Pool,
-    step: Arc<S>,
-    ready: Option<ReadyCheck>,
-    companion: Option<Companion<B>>,
-    shutdown: CancellationToken,
-) -> Result<(), RunError> {
+    } = process;
     let kind = step.kind();
     let owner = args.worker_id.clone().unwrap_or_else(|| {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -131,7 +134,7 @@ pub async fn run_with<S: Step, B: Step>(
     tokio::spawn(server);
     tracing::info!(%bound, kind = kind.as_str(), %owner, "health and metrics endpoint up");
 
-    let outbox = Outbox::new(pool.clone(), owner.clone());
+    let outbox = Outbox::new(pool.clone(), owner.clone(), hooks.clone());
     let mut worker = Worker::new(outbox, step, args.worker.config());
     if let Some(gate) = gate.clone() {
         // The step's dependency gates claiming (and `/readyz`): no attempts are spent on an
@@ -151,7 +154,7 @@ pub async fn run_with<S: Step, B: Step>(
     }
     if let Some(c) = companion {
         let ckind = c.step.kind();
-        let outbox = Outbox::new(pool, format!("{owner}/{}", ckind.as_str()));
+        let outbox = Outbox::new(pool, format!("{owner}/{}", ckind.as_str()), hooks);
         let mut w = Worker::new(outbox, c.step, c.config);
         if let Some(gate) = gate {
             w = w.with_gate(gate);

@@ -1,7 +1,7 @@
 //! The worker loop: claim a batch, run the step, complete or fail every row in one
 //! transaction, repeat. Generic over [`Step`], so each worker binary writes only its step.
 use crate::error::{DbContext, OutboxError, StepError};
-use crate::queue::{fail_in, Backoff, Job, Outbox, DEFAULT_RETRY_WINDOW};
+use crate::queue::{Backoff, Job, Outbox, DEFAULT_RETRY_WINDOW};
 use futures::StreamExt;
 use rvc_domain::OutboxKind;
 use rvc_runtime::health::ReadyCheck;
@@ -234,6 +234,11 @@ impl<S: Step> Worker<S> {
     /// Notified by the LISTEN task when a row of this kind is enqueued.
     pub fn wake_handle(&self) -> Arc<Notify> {
         self.wake.clone()
+    }
+
+    /// The kind of rows this worker claims.
+    pub fn kind(&self) -> OutboxKind {
+        self.step.kind()
     }
 
     pub fn outbox(&self) -> &Outbox {
@@ -488,11 +493,13 @@ impl<S: Step> Worker<S> {
                 Ok(()) => done.push(job),
                 Err(e) => {
                     report.failed += 1;
-                    fail_in(&tx, &job, &e, &self.cfg.backoff, self.cfg.retry_window).await?;
+                    self.outbox
+                        .fail_in(&tx, &job, &e, &self.cfg.backoff, self.cfg.retry_window)
+                        .await?;
                 }
             }
         }
-        let outcome = Outbox::complete_in(&tx, kind, &done).await?;
+        let outcome = self.outbox.complete_in(&tx, kind, &done).await?;
         tx.commit().await.ctx("finish commit")?;
         report.completed = outcome.completed.len();
         report.lease_lost += outcome.lease_lost.len();
@@ -506,33 +513,31 @@ impl<S: Step> Worker<S> {
             let h = metrics::histogram!("rvc_outbox_step_duration_seconds", "kind" => kind.as_str(), "outcome" => label);
             (0..n).for_each(|_| h.record(took));
         }
-        observe_completed(&client, kind, &outcome.completed).await;
+        observe_lag(&client, kind, &outcome.completed).await;
+        if !outcome.completed_rows.is_empty() {
+            if let Err(e) = self
+                .outbox
+                .hooks()
+                .committed(&client, kind, &outcome.completed_rows)
+                .await
+            {
+                tracing::debug!(error = %e, "after-commit hook failed");
+            }
+        }
         Ok(())
     }
 }
 
-/// After the commit: `rvc_outbox_lag_seconds{kind}` (enqueued → done) for each completed row
-/// and, when the step leaves the product `indexed`, `rvc_product_registered_to_indexed_seconds`
-/// once per product version (registered = when the version's photos and first row were
-/// written). Best effort: a failed read costs a debug line, never the batch.
-async fn observe_completed(
-    client: &tokio_postgres::Client,
-    kind: OutboxKind,
-    completed: &[uuid::Uuid],
-) {
+/// After the commit: `rvc_outbox_lag_seconds{kind}` (enqueued → done) for each completed row.
+/// Best effort: a failed read costs a debug line, never the batch.
+async fn observe_lag(client: &tokio_postgres::Client, kind: OutboxKind, completed: &[uuid::Uuid]) {
     if completed.is_empty() {
         return;
     }
     let rows = client
         .query(
-            "SELECT extract(epoch FROM o.completed_at - o.created_at)::float8 AS lag_secs,
-                    extract(epoch FROM o.completed_at - coalesce(
-                      (SELECT min(i.created_at) FROM product_images i
-                        WHERE i.product_id = o.product_id AND i.version = o.product_version),
-                      (SELECT min(f.created_at) FROM outbox f
-                        WHERE f.product_id = o.product_id AND f.product_version = o.product_version)
-                    ))::float8 AS latency_secs
-             FROM outbox o WHERE o.event_id = ANY($1) AND o.state = 'done'",
+            "SELECT extract(epoch FROM completed_at - created_at)::float8 AS lag_secs
+             FROM outbox WHERE event_id = ANY($1) AND state = 'done'",
             &[&completed],
         )
         .await;
@@ -544,17 +549,9 @@ async fn observe_completed(
         }
     };
     let lag = metrics::histogram!("rvc_outbox_lag_seconds", "kind" => kind.as_str());
-    // Only the last step registers the latency histogram (an empty one elsewhere would mislead).
-    let latency = (kind.status_when_done() == Some(rvc_domain::ProductStatus::Indexed))
-        .then(|| metrics::histogram!("rvc_product_registered_to_indexed_seconds"));
     for r in rows {
         if let Ok(Some(secs)) = r.try_get::<_, Option<f64>>("lag_secs") {
             lag.record(secs.max(0.0));
-        }
-        if let (Some(latency), Ok(Some(secs))) =
-            (&latency, r.try_get::<_, Option<f64>>("latency_secs"))
-        {
-            latency.record(secs.max(0.0));
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The worker's pipeline metrics, read back from the Prometheus text every binary serves:
-//! step duration, outbox lag, and registered → indexed (only when `indexed` is committed).
+//! step duration and outbox lag (the engine), and registered → indexed (the pipeline's hooks,
+//! `rvc_store::pipeline`, only when `indexed` is committed).
 //! Each test runs in its own process under nextest, so the global recorder is this test's.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -25,7 +26,7 @@ async fn run_step(db: &TestDb, kind: OutboxKind) -> usize {
         owner: "t".into(),
     });
     let w = Worker::new(
-        Outbox::new(db.pool.clone(), "t"),
+        Outbox::new(db.pool.clone(), "t", rvc_store::pipeline::hooks()),
         step,
         WorkerConfig::default(),
     );
@@ -41,8 +42,8 @@ async fn completing_publish_observes_lag_duration_and_registered_to_indexed_per_
     let db = TestDb::new().await;
     let client = db.client().await;
     let products = seed_rows(&client, 3, OutboxKind::Publish).await.unwrap();
-    // The publish rows were enqueued 90 s ago; one product version's photos were registered
-    // 200 s ago (its registration time comes from the photos, the others' from the outbox).
+    // The publish rows were enqueued 90 s ago. A version is registered when its photos are
+    // written: one product's 200 s ago, the others' 90 s ago.
     client
         .execute(
             "UPDATE outbox SET created_at = now() - interval '90 seconds'",
@@ -50,15 +51,19 @@ async fn completing_publish_observes_lag_duration_and_registered_to_indexed_per_
         )
         .await
         .unwrap();
-    client
-        .execute(
-            "INSERT INTO product_images (product_id, version, ordinal, sha256, content_type, width,
-                                         height, size_bytes, object_key, created_at)
-             VALUES ($1, 1, 0, repeat('a', 64), 'image/png', 1, 1, 1, 'k', now() - interval '200 seconds')",
-            &[&products[0]],
-        )
-        .await
-        .unwrap();
+    for (i, p) in products.iter().enumerate() {
+        let age = if i == 0 { 200.0 } else { 90.0 };
+        client
+            .execute(
+                "INSERT INTO product_images (product_id, version, ordinal, sha256, content_type, width,
+                                             height, size_bytes, object_key, created_at)
+                 VALUES ($1, 1, 0, repeat('a', 64), 'image/png', 1, 1, 1, 'k',
+                         now() - make_interval(secs => $2))",
+                &[p, &age],
+            )
+            .await
+            .unwrap();
+    }
 
     assert_eq!(run_step(&db, OutboxKind::Publish).await, 3);
 

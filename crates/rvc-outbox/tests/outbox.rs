@@ -4,7 +4,8 @@
 use rvc_domain::OutboxKind;
 use rvc_outbox::testing::{seed_rows, NoopStep, STEP_LOG_DDL};
 use rvc_outbox::{
-    Backoff, BatchReport, Job, NewOutboxRow, Outbox, Step, StepError, Worker, WorkerConfig,
+    Backoff, BatchReport, HookFuture, Job, NewOutboxRow, Outbox, RowHooks, RowRef, Step, StepError,
+    Worker, WorkerConfig,
 };
 use rvc_test_support::{wait_until, TestDb};
 use std::collections::HashSet;
@@ -55,7 +56,11 @@ async fn concurrent_claimers_never_share_a_row_and_complete_each_once() {
     // 1) Raw claims: 12 claimers race, every row is leased by exactly one of them.
     let mut handles = Vec::new();
     for i in 0..12 {
-        let outbox = Outbox::new(db.pool.clone(), format!("claimer-{i}"));
+        let outbox = Outbox::new(
+            db.pool.clone(),
+            format!("claimer-{i}"),
+            rvc_store::pipeline::hooks(),
+        );
         handles.push(tokio::spawn(async move {
             let mut mine = Vec::new();
             loop {
@@ -98,7 +103,11 @@ async fn concurrent_claimers_never_share_a_row_and_complete_each_once() {
             owner: format!("w{i}"),
         });
         let w = Worker::new(
-            Outbox::new(db.pool.clone(), format!("w{i}")),
+            Outbox::new(
+                db.pool.clone(),
+                format!("w{i}"),
+                rvc_store::pipeline::hooks(),
+            ),
             step,
             fast_cfg(),
         );
@@ -145,7 +154,11 @@ async fn completing_enqueues_the_next_step_in_the_same_transaction() {
         log: false,
         owner: "t".into(),
     });
-    let w = Worker::new(Outbox::new(db.pool.clone(), "t"), step, fast_cfg());
+    let w = Worker::new(
+        Outbox::new(db.pool.clone(), "t", rvc_store::pipeline::hooks()),
+        step,
+        fast_cfg(),
+    );
     let report = w.run_once(&CancellationToken::new()).await.unwrap();
     assert_eq!((report.claimed, report.completed), (5, 5));
     assert_eq!(
@@ -165,8 +178,8 @@ async fn an_expired_lease_is_taken_over_and_the_old_holder_cannot_complete() {
     let db = TestDb::new().await;
     let client = db.client().await;
     seed_rows(&client, 1, OutboxKind::Vectorize).await.unwrap();
-    let a = Outbox::new(db.pool.clone(), "a");
-    let b = Outbox::new(db.pool.clone(), "b");
+    let a = Outbox::new(db.pool.clone(), "a", rvc_store::pipeline::hooks());
+    let b = Outbox::new(db.pool.clone(), "b", rvc_store::pipeline::hooks());
     let lease = Duration::from_millis(300);
     let job_a = a
         .claim(OutboxKind::Vectorize, 10, lease, false)
@@ -199,12 +212,14 @@ async fn an_expired_lease_is_taken_over_and_the_old_holder_cannot_complete() {
 
     let mut c = db.client().await;
     let tx = c.transaction().await.unwrap();
-    let out = Outbox::complete_in(&tx, OutboxKind::Vectorize, &job_a)
+    let out = a
+        .complete_in(&tx, OutboxKind::Vectorize, &job_a)
         .await
         .unwrap();
     assert!(out.completed.is_empty());
     assert_eq!(out.lease_lost, vec![job_a[0].event_id]);
-    let out = Outbox::complete_in(&tx, OutboxKind::Vectorize, &job_b)
+    let out = b
+        .complete_in(&tx, OutboxKind::Vectorize, &job_b)
         .await
         .unwrap();
     assert_eq!(out.completed, vec![job_b[0].event_id]);
@@ -263,7 +278,11 @@ async fn retryable_failures_back_off_exponentially_then_succeed() {
         permanent: false,
         calls: AtomicUsize::new(0),
     });
-    let w = Worker::new(Outbox::new(db.pool.clone(), "f"), step.clone(), fast_cfg());
+    let w = Worker::new(
+        Outbox::new(db.pool.clone(), "f", rvc_store::pipeline::hooks()),
+        step.clone(),
+        fast_cfg(),
+    );
     let none = CancellationToken::new();
 
     w.run_once(&none).await.unwrap();
@@ -331,7 +350,11 @@ async fn retryable_failures_are_bounded_by_time_and_permanent_errors_dead_letter
         permanent: false,
         calls: AtomicUsize::new(0),
     });
-    let w = Worker::new(Outbox::new(db.pool.clone(), "d"), step, cfg.clone());
+    let w = Worker::new(
+        Outbox::new(db.pool.clone(), "d", rvc_store::pipeline::hooks()),
+        step,
+        cfg.clone(),
+    );
     let none = CancellationToken::new();
     let first = std::time::Instant::now();
     // An outage: six failed attempts, three times max_attempts, all within the window.
@@ -386,7 +409,11 @@ async fn retryable_failures_are_bounded_by_time_and_permanent_errors_dead_letter
         permanent: true,
         calls: AtomicUsize::new(0),
     });
-    let w = Worker::new(Outbox::new(db.pool.clone(), "p"), poison, cfg);
+    let w = Worker::new(
+        Outbox::new(db.pool.clone(), "p", rvc_store::pipeline::hooks()),
+        poison,
+        cfg,
+    );
     w.run_once(&none).await.unwrap();
     assert_eq!(
         db.count("SELECT count(*) FROM outbox WHERE state = 'dead' AND attempts = 1")
@@ -426,7 +453,11 @@ async fn notify_wakes_an_idle_worker_long_before_its_poll_interval() {
     .max_size(4)
     .build()
     .unwrap();
-    let w = Worker::new(Outbox::new(worker_pool, "n"), step, cfg);
+    let w = Worker::new(
+        Outbox::new(worker_pool, "n", rvc_store::pipeline::hooks()),
+        step,
+        cfg,
+    );
     let shutdown = CancellationToken::new();
     let mut listener_cfg: tokio_postgres::Config = db.url.parse().unwrap();
     listener_cfg.application_name("notify-listener");
@@ -489,7 +520,11 @@ async fn shutdown_releases_work_that_overruns_the_grace_period() {
         log: false,
         owner: "s".into(),
     });
-    let w = Worker::new(Outbox::new(db.pool.clone(), "s"), step, cfg);
+    let w = Worker::new(
+        Outbox::new(db.pool.clone(), "s", rvc_store::pipeline::hooks()),
+        step,
+        cfg,
+    );
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(w.run(shutdown.clone()));
     assert!(
@@ -525,7 +560,7 @@ async fn done_rows_are_pruned_after_retention_only() {
         )
         .await
         .unwrap();
-    let o = Outbox::new(db.pool.clone(), "pruner");
+    let o = Outbox::new(db.pool.clone(), "pruner", rvc_store::pipeline::hooks());
     assert_eq!(
         o.prune_done(Duration::from_secs(3 * 86400)).await.unwrap(),
         0
@@ -545,7 +580,7 @@ async fn ordered_claims_hold_back_newer_versions_of_a_product_only() {
             .await
             .unwrap();
     }
-    let o = Outbox::new(db.pool.clone(), "r");
+    let o = Outbox::new(db.pool.clone(), "r", rvc_store::pipeline::hooks());
     let lease = Duration::from_secs(30);
     let first = o.claim(OutboxKind::Publish, 10, lease, true).await.unwrap();
     let mut got: Vec<(uuid::Uuid, i32)> = first
@@ -566,7 +601,7 @@ async fn ordered_claims_hold_back_newer_versions_of_a_product_only() {
         .is_empty());
     let mut c = db.client().await;
     let tx = c.transaction().await.unwrap();
-    Outbox::complete_in(&tx, OutboxKind::Publish, &first)
+    o.complete_in(&tx, OutboxKind::Publish, &first)
         .await
         .unwrap();
     tx.commit().await.unwrap();
@@ -590,7 +625,7 @@ async fn a_crash_loop_dead_letters_only_the_row_that_kills_the_worker() {
         .unwrap();
     let poison = products[2];
     let lease = Duration::from_millis(200);
-    let outbox = Outbox::new(db.pool.clone(), "crashy");
+    let outbox = Outbox::new(db.pool.clone(), "crashy", rvc_store::pipeline::hooks());
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let mut crashes = 0;
     loop {
@@ -616,7 +651,8 @@ async fn a_crash_loop_dead_letters_only_the_row_that_kills_the_worker() {
         }
         let mut c = db.client().await;
         let tx = c.transaction().await.unwrap();
-        Outbox::complete_in(&tx, OutboxKind::Vectorize, &jobs)
+        outbox
+            .complete_in(&tx, OutboxKind::Vectorize, &jobs)
             .await
             .unwrap();
         tx.commit().await.unwrap();
@@ -687,7 +723,7 @@ async fn a_lost_lease_cancels_the_running_step() {
     let mut cfg = fast_cfg();
     cfg.lease = Duration::from_millis(600);
     let w = Worker::new(
-        Outbox::new(db.pool.clone(), "stalled"),
+        Outbox::new(db.pool.clone(), "stalled", rvc_store::pipeline::hooks()),
         Arc::new(Stalled {
             finished: finished.clone(),
         }),
@@ -757,7 +793,12 @@ async fn an_unready_dependency_gates_claiming() {
         log: false,
         owner: "gated".into(),
     });
-    let w = Worker::new(Outbox::new(db.pool.clone(), "gated"), step, fast_cfg()).with_gate(gate);
+    let w = Worker::new(
+        Outbox::new(db.pool.clone(), "gated", rvc_store::pipeline::hooks()),
+        step,
+        fast_cfg(),
+    )
+    .with_gate(gate);
     let stop = CancellationToken::new();
     let h = tokio::spawn(w.run(stop.clone()));
     assert!(
@@ -815,5 +856,118 @@ async fn the_gauge_query_reads_only_the_partial_indexes() {
     assert!(
         plan.contains("outbox_claimable") && plan.contains("outbox_dead"),
         "{plan}"
+    );
+}
+
+/// Hooks that write nothing and remember what the engine told them.
+#[derive(Default)]
+struct Recording {
+    done: std::sync::Mutex<Vec<(OutboxKind, RowRef)>>,
+    dead: std::sync::Mutex<Vec<(OutboxKind, RowRef)>>,
+}
+
+impl RowHooks for Recording {
+    fn done<'a>(
+        &'a self,
+        _: &'a tokio_postgres::Transaction<'_>,
+        kind: OutboxKind,
+        rows: &'a [RowRef],
+    ) -> HookFuture<'a> {
+        self.done
+            .lock()
+            .unwrap()
+            .extend(rows.iter().map(|r| (kind, *r)));
+        Box::pin(async { Ok(()) })
+    }
+
+    fn dead<'a>(
+        &'a self,
+        _: &'a tokio_postgres::Transaction<'_>,
+        kind: OutboxKind,
+        rows: &'a [RowRef],
+    ) -> HookFuture<'a> {
+        self.dead
+            .lock()
+            .unwrap()
+            .extend(rows.iter().map(|r| (kind, *r)));
+        Box::pin(async { Ok(()) })
+    }
+}
+
+#[tokio::test]
+async fn the_engine_moves_only_its_own_rows_and_tells_its_hooks_what_finished() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    seed_rows(&client, 3, OutboxKind::UploadImages)
+        .await
+        .unwrap();
+    let hooks = Arc::new(Recording::default());
+    let step = Arc::new(NoopStep {
+        kind: OutboxKind::UploadImages,
+        sleep: Duration::ZERO,
+        log: false,
+        owner: "t".into(),
+    });
+    let w = Worker::new(
+        Outbox::new(db.pool.clone(), "t", hooks.clone()),
+        step,
+        fast_cfg(),
+    );
+    let report = w.run_once(&CancellationToken::new()).await.unwrap();
+    assert_eq!(report.completed, 3);
+    let products: HashSet<RowRef> = client
+        .query("SELECT id, version FROM products", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| RowRef {
+            product_id: r.get("id"),
+            product_version: r.get("version"),
+        })
+        .collect();
+    let told: HashSet<RowRef> = hooks.done.lock().unwrap().iter().map(|(_, r)| *r).collect();
+    assert_eq!(
+        told, products,
+        "every completed row's product version, once"
+    );
+    assert!(hooks
+        .done
+        .lock()
+        .unwrap()
+        .iter()
+        .all(|(k, _)| *k == OutboxKind::UploadImages));
+    assert_eq!(
+        db.count("SELECT count(*) FROM products WHERE status <> 'registered'")
+            .await,
+        0,
+        "the engine itself never writes a product's status"
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM outbox WHERE kind = 'vectorize' AND state = 'pending'")
+            .await,
+        3,
+        "the next step is enqueued"
+    );
+
+    // A permanent failure: dead, told to the hooks, product untouched.
+    seed_rows(&client, 1, OutboxKind::Publish).await.unwrap();
+    let poison = Arc::new(Flaky {
+        fail_times: 100,
+        permanent: true,
+        calls: AtomicUsize::new(0),
+    });
+    let w = Worker::new(
+        Outbox::new(db.pool.clone(), "p", hooks.clone()),
+        poison,
+        fast_cfg(),
+    );
+    w.run_once(&CancellationToken::new()).await.unwrap();
+    let dead = hooks.dead.lock().unwrap().clone();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].0, OutboxKind::Publish);
+    assert_eq!(
+        db.count("SELECT count(*) FROM products WHERE status = 'failed'")
+            .await,
+        0
     );
 }

@@ -13,6 +13,7 @@
 //! /api/v1/recognize`) and [`grpc::RecognitionGrpc`] (tonic `rvc.catalog.v1.RecognitionService`).
 
 pub mod error;
+pub mod eval;
 pub mod geometry;
 pub mod grpc;
 pub mod http;

@@ -57,7 +57,11 @@ async fn main() {
         backoff: Backoff::default(),
         ..WorkerConfig::default()
     };
-    let worker = Worker::new(Outbox::new(db.pool.clone(), "bench"), step, cfg);
+    let worker = Worker::new(
+        Outbox::new(db.pool.clone(), "bench", rvc_store::pipeline::hooks()),
+        step,
+        cfg,
+    );
     let stop = CancellationToken::new();
     let start = Instant::now();
     let mut done = 0;

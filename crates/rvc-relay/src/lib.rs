@@ -16,5 +16,8 @@ mod step;
 pub use error::RelayError;
 pub use rvc_kafka::KafkaArgs;
 pub use step::{EmbeddingArgs, PublishStep};
+
+/// Default address of `/healthz`, `/readyz` and `/metrics`.
+pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9103";
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -30,15 +30,14 @@ async fn main() -> anyhow::Result<()> {
     let step = PublishStep::start(pool.clone(), &args.kafka, &args.embeddings).await?;
     let ready = step.ready_check();
     let shutdown = rvc_runtime::shutdown::on_signal();
-    runner::run(
-        "rvc-relay",
-        "127.0.0.1:9103",
-        &args.process,
+    let process = runner::Process {
+        name: "rvc-relay",
+        default_metrics_addr: rvc_relay::DEFAULT_METRICS_ADDR,
+        args: &args.process,
         pool,
-        Arc::new(step),
-        ready,
+        hooks: rvc_store::pipeline::hooks(),
         shutdown,
-    )
-    .await?;
+    };
+    runner::run(process, Arc::new(step), ready).await?;
     Ok(())
 }

@@ -168,7 +168,7 @@ async fn a_crash_between_ack_and_commit_resends_the_same_event_ids() {
     ));
 
     // "Crash": claim and produce a batch, never commit.
-    let outbox = Outbox::new(db.pool.clone(), "doomed");
+    let outbox = Outbox::new(db.pool.clone(), "doomed", rvc_store::pipeline::hooks());
     let jobs = outbox
         .claim(
             rvc_domain::OutboxKind::Publish,

@@ -8,6 +8,7 @@ pub mod migrations;
 pub mod models;
 pub mod objects;
 pub mod operator;
+pub mod pipeline;
 pub mod points;
 pub mod products;
 pub mod publish;

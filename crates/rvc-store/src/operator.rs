@@ -132,23 +132,20 @@ pub async fn product_status<C: GenericClient>(db: &C, id: Uuid) -> Result<String
         .map_err(Into::into)
 }
 
-/// The one way an operator's tool changes a product's status: a `failed` product whose
-/// current version is `version` moves to `to` (the status before the step that will run
-/// again). Any other product is left alone. Returns whether the product moved.
+/// How an operator's tool changes a product's status: a `failed` product whose current
+/// version is `version` moves to `to` (the status before the step that will run again). Any
+/// other product is left alone. Returns whether the product moved.
 pub async fn move_out_of_failed<C: GenericClient>(
     db: &C,
     id: Uuid,
     version: i32,
     to: ProductStatus,
 ) -> Result<bool, StoreError> {
-    let n = db
-        .execute(
-            "UPDATE products SET status = $3, updated_at = now()
-             WHERE id = $1 AND version = $2 AND status = 'failed'",
-            &[&id, &version, &to.as_str()],
-        )
-        .await
-        .ctx("move product out of failed")?;
+    let row = rvc_outbox::RowRef {
+        product_id: id,
+        product_version: version,
+    };
+    let n = crate::pipeline::set_status(db, &[row], to, Some(ProductStatus::Failed)).await?;
     Ok(n > 0)
 }
 

@@ -123,7 +123,7 @@ async fn the_switch_waits_for_every_embed_row_and_a_dead_one_never_fails_the_pro
     );
 
     // p1's row is done (with its points recorded); p2's dies.
-    let outbox = Outbox::new(db.pool.clone(), "test");
+    let outbox = Outbox::new(db.pool.clone(), "test", rvc_store::pipeline::hooks());
     let jobs = outbox
         .claim(OutboxKind::Embed, 10, Duration::from_secs(30), false)
         .await
@@ -142,7 +142,8 @@ async fn the_switch_waits_for_every_embed_row_and_a_dead_one_never_fails_the_pro
         models::record_points(&tx, "m@2", p1, 1, &[(0, point)])
             .await
             .unwrap();
-        Outbox::complete_in(&tx, OutboxKind::Embed, std::slice::from_ref(j1))
+        outbox
+            .complete_in(&tx, OutboxKind::Embed, std::slice::from_ref(j1))
             .await
             .unwrap();
         tx.commit().await.unwrap();

@@ -12,6 +12,7 @@ pub mod outbox;
 pub mod paths;
 pub mod postgres;
 pub mod process;
+pub mod products;
 pub mod proxy;
 pub mod s3;
 pub mod wait;

@@ -15,7 +15,11 @@ pub async fn drain_with_noop_steps(pool: &Pool) {
         let mut claimed = 0;
         for kind in OutboxKind::ALL {
             let worker = Worker::new(
-                Outbox::new(pool.clone(), format!("test-{kind}")),
+                Outbox::new(
+                    pool.clone(),
+                    format!("test-{kind}"),
+                    rvc_store::pipeline::hooks(),
+                ),
                 Arc::new(NoopStep {
                     kind: *kind,
                     sleep: Duration::ZERO,
@@ -31,4 +35,45 @@ pub async fn drain_with_noop_steps(pool: &Pool) {
         }
     }
     panic!("workers never ran out of work");
+}
+
+/// Worker settings for tests: small batches, short leases and backoff, fast polling.
+pub fn fast_worker_config() -> WorkerConfig {
+    WorkerConfig {
+        batch_size: 16,
+        concurrency: 4,
+        lease: Duration::from_secs(10),
+        poll_interval: Duration::from_millis(50),
+        backoff: rvc_outbox::Backoff {
+            base: Duration::from_millis(50),
+            max: Duration::from_millis(200),
+        },
+        shutdown_grace: Duration::from_secs(5),
+        retry_window: Duration::from_secs(3600),
+    }
+}
+
+/// Runs `w` batch by batch until no row of its kind is pending or leased (retries
+/// included); panics after `timeout`.
+pub async fn drain<S: rvc_outbox::Step>(w: &Worker<S>, db: &crate::TestDb, timeout: Duration) {
+    let stop = CancellationToken::new();
+    let deadline = std::time::Instant::now() + timeout;
+    let open_sql = format!(
+        "SELECT count(*) FROM outbox WHERE kind = '{}' AND state IN ('pending', 'leased')",
+        w.kind().as_str()
+    );
+    loop {
+        let r = w.run_once(&stop).await.unwrap();
+        if r.claimed == 0 {
+            if db.count(&open_sql).await == 0 {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} rows still open after {timeout:?}",
+                w.kind().as_str()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }

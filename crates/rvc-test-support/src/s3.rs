@@ -172,6 +172,36 @@ impl TestS3 {
     pub fn object_path(&self, bucket: &str, key: &str) -> PathBuf {
         self.data_dir().join(bucket).join(key)
     }
+
+    /// A client's settings for this server's bucket.
+    pub fn config(&self) -> rvc_objects::S3Config {
+        self.config_for(&self.bucket)
+    }
+
+    /// A client's settings for another `bucket` of this server (it may not exist).
+    pub fn config_for(&self, bucket: &str) -> rvc_objects::S3Config {
+        let mut c = rvc_objects::S3Config::new(
+            &self.endpoint,
+            &self.region,
+            bucket,
+            &self.access_key,
+            &self.secret_key,
+        );
+        c.request_timeout = Duration::from_secs(10);
+        c
+    }
+
+    /// The object-store settings a worker reads from its environment ([`Self::env`]), as a
+    /// value.
+    pub fn store_config(&self) -> rvc_objects::ObjectStoreConfig {
+        let mut cfg = rvc_objects::ObjectStoreConfig::dir("unused");
+        cfg.s3_endpoint = Some(self.endpoint.clone());
+        cfg.s3_bucket = self.bucket.clone();
+        cfg.s3_region = self.region.clone();
+        cfg.s3_access_key_id = Some(self.access_key.clone().into());
+        cfg.s3_secret_access_key = Some(self.secret_key.clone().into());
+        cfg
+    }
 }
 
 impl Drop for TestS3 {

@@ -119,7 +119,7 @@ async fn main() {
         retry_window: Duration::from_secs(3600),
     };
     let worker = rvc_outbox::Worker::new(
-        rvc_outbox::Outbox::new(db.pool.clone(), "bench"),
+        rvc_outbox::Outbox::new(db.pool.clone(), "bench", rvc_store::pipeline::hooks()),
         Arc::new(step),
         cfg,
     );

@@ -40,17 +40,15 @@ async fn main() -> anyhow::Result<()> {
         },
         claimers: 1,
     };
-    runner::run_with(
-        "rvc-vectorizer",
-        DEFAULT_METRICS_ADDR,
-        &args.process,
+    let process = runner::Process {
+        name: "rvc-vectorizer",
+        default_metrics_addr: DEFAULT_METRICS_ADDR,
+        args: &args.process,
         pool,
-        Arc::new(step),
-        Some(ready),
-        Some(companion),
+        hooks: rvc_store::pipeline::hooks(),
         shutdown,
-    )
-    .await?;
+    };
+    runner::run_with(process, Arc::new(step), Some(ready), Some(companion)).await?;
     let _ = keeper.await;
     Ok(())
 }

@@ -43,7 +43,7 @@ async fn kept_photos_reuse_their_points_and_only_new_photos_reach_the_ml_service
         .unwrap(),
     );
     let mv = step.model().version.clone();
-    let outbox = Outbox::new(db.pool.clone(), "test");
+    let outbox = Outbox::new(db.pool.clone(), "test", rvc_store::pipeline::hooks());
     let vi = index.index();
 
     let v1 = seed_product_priced(&db, store.as_ref(), "KEEP-1", &p[0..2], 1000).await;
@@ -118,7 +118,7 @@ async fn an_archive_removes_the_points_unless_the_product_came_back_meanwhile() 
     .await
     .unwrap();
     let mv = step.model().version.clone();
-    let outbox = Outbox::new(db.pool.clone(), "test");
+    let outbox = Outbox::new(db.pool.clone(), "test", rvc_store::pipeline::hooks());
     let vi = index.index();
 
     // A: archived; the archive's upload row, completed by the engine, hands the change on.
@@ -144,7 +144,8 @@ async fn an_archive_removes_the_points_unless_the_product_came_back_meanwhile() 
         let upload = claim_one(&outbox, OutboxKind::UploadImages).await;
         assert_eq!(upload.change(), Ok(VersionChange::Archive));
         let tx = c.transaction().await.unwrap();
-        Outbox::complete_in(&tx, OutboxKind::UploadImages, &[upload])
+        outbox
+            .complete_in(&tx, OutboxKind::UploadImages, &[upload])
             .await
             .unwrap();
         tx.commit().await.unwrap();

@@ -38,7 +38,7 @@ async fn photos_are_read_only_once_an_ml_slot_is_held() {
     .unwrap();
     let seeded = seed_product(&db, dir.as_ref(), "SLOT-1", &photos()).await;
     assert_eq!(seeded.photos.len(), 5);
-    let jobs = Outbox::new(db.pool.clone(), "test")
+    let jobs = Outbox::new(db.pool.clone(), "test", rvc_store::pipeline::hooks())
         .claim(OutboxKind::Vectorize, 1, Duration::from_secs(60), false)
         .await
         .unwrap();

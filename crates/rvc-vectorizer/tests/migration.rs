@@ -39,7 +39,7 @@ async fn a_building_model_whose_ml_service_is_down_never_holds_up_a_product() {
         tx.commit().await.unwrap();
     }
     let p = photos();
-    let outbox = Outbox::new(db.pool.clone(), "test");
+    let outbox = Outbox::new(db.pool.clone(), "test", rvc_store::pipeline::hooks());
     for (i, sku) in ["MIG-1", "MIG-2"].iter().enumerate() {
         let seeded = seed_product_priced(&db, store.as_ref(), sku, &p[i..i + 1], 100).await;
         let job = outbox
@@ -64,7 +64,8 @@ async fn a_building_model_whose_ml_service_is_down_never_holds_up_a_product() {
         let mut c = db.pool.get().await.unwrap();
         let tx = tokio_postgres::Client::transaction(&mut c).await.unwrap();
         step.commit(&tx, &job, out).await.unwrap();
-        Outbox::complete_in(&tx, OutboxKind::Vectorize, std::slice::from_ref(&job))
+        outbox
+            .complete_in(&tx, OutboxKind::Vectorize, std::slice::from_ref(&job))
             .await
             .unwrap();
         tx.commit().await.unwrap();

@@ -72,7 +72,7 @@ async fn photo_rows(
 async fn happy_path_indexes_one_point_per_photo_with_deterministic_ids_and_payloads() {
     let db = TestDb::new().await;
     let s3 = TestS3::start().await;
-    let store = rvc_objects::from_config(&s3_config(&s3)).await.unwrap();
+    let store = rvc_objects::from_config(&s3.store_config()).await.unwrap();
     let ml = MlServer::start().await;
     let index = IndexServer::start().await;
     let p = photos();

@@ -43,7 +43,7 @@ async fn a_slow_old_version_never_removes_the_current_versions_points() {
     .await
     .unwrap();
     let mv = fast.model().version.clone();
-    let outbox = Outbox::new(db.pool.clone(), "test");
+    let outbox = Outbox::new(db.pool.clone(), "test", rvc_store::pipeline::hooks());
     let lease = Duration::from_secs(60);
 
     let v1 = seed_product_priced(&db, store.as_ref(), "RACE-1", &p[0..2], 1999).await;

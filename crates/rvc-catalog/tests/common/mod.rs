@@ -7,7 +7,7 @@ pub use rvc_test_support::paths::redis_url;
 use rvc_test_support::process::ChildGuard;
 use rvc_test_support::TestDb;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use uuid::Uuid;
 
 pub fn prefix() -> String {
@@ -92,20 +92,7 @@ pub async fn pending_invalidations(db: &TestDb) -> i64 {
 }
 
 /// Polls `f` until it returns `Some`, failing the test after `timeout`.
-pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+pub use rvc_test_support::wait::wait_for_value as eventually;
 
 /// A redis-server of the test's own on a free port (no persistence: a restart starts empty).
 pub struct OwnRedis {

@@ -95,29 +95,7 @@ impl Drop for TestApp {
     }
 }
 
-/// A real PNG of `w`×`h` with a gradient keyed by `seed`.
-pub fn png(w: u32, h: u32, seed: u8) -> Vec<u8> {
-    let img = image::RgbImage::from_fn(w, h, |x, y| {
-        image::Rgb([
-            (x as u8).wrapping_add(seed),
-            (y as u8).wrapping_mul(3),
-            seed,
-        ])
-    });
-    let mut out = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
-    out.into_inner()
-}
-
-/// A real JPEG of `w`×`h`.
-pub fn jpeg(w: u32, h: u32, seed: u8) -> Vec<u8> {
-    let img = image::RgbImage::from_fn(w, h, |x, y| {
-        image::Rgb([(x as u8) ^ seed, (y as u8).wrapping_add(seed), 128])
-    });
-    let mut out = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut out, image::ImageFormat::Jpeg).unwrap();
-    out.into_inner()
-}
+pub use rvc_test_support::images::{jpeg, png};
 
 pub fn file(bytes: Vec<u8>, name: &str) -> reqwest::multipart::Part {
     reqwest::multipart::Part::bytes(bytes).file_name(name.to_owned())
@@ -138,7 +116,7 @@ impl FormSpec {
                 ("category_name", "Dairy alternatives".to_owned()),
                 ("price", "2.49".to_owned()),
             ],
-            images: vec![png(40, 30, 1), jpeg(50, 40, 2)],
+            images: vec![png(1, 40, 30), jpeg(2, 50, 40)],
         }
     }
 

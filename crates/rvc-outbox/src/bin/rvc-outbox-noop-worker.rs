@@ -41,15 +41,15 @@ async fn main() -> anyhow::Result<()> {
             .unwrap_or_else(|| "noop".into()),
     });
     let shutdown = rvc_runtime::shutdown::on_signal();
-    runner::run(
-        "rvc-outbox-noop-worker",
-        "127.0.0.1:0",
-        &args.process,
+    let process = runner::Process {
+        name: "rvc-outbox-noop-worker",
+        default_metrics_addr: "127.0.0.1:0",
+        args: &args.process,
         pool,
-        step,
-        None,
+        // The queue alone: products' status is the pipeline's business, not measured here.
+        hooks: rvc_outbox::hooks::none(),
         shutdown,
-    )
-    .await?;
+    };
+    runner::run(process, step, None).await?;
     Ok(())
 }

@@ -52,7 +52,11 @@ pub fn config(batch_size: usize) -> WorkerConfig {
 }
 
 pub fn worker(db: &TestDb, step: Arc<PublishStep>, cfg: WorkerConfig) -> Worker<PublishStep> {
-    Worker::new(Outbox::new(db.pool.clone(), "relay-test"), step, cfg)
+    Worker::new(
+        Outbox::new(db.pool.clone(), "relay-test", rvc_store::pipeline::hooks()),
+        step,
+        cfg,
+    )
 }
 
 /// Waits until no publish row is pending or leased.

@@ -9,7 +9,7 @@ use rvc_domain::{
     CategoryName, Currency, ImageLimits, OutboxKind, Price, ProductName, Sku, SniffedImage,
 };
 use rvc_ml_service::{Embedder, EmbedderConfig, ServiceConfig};
-use rvc_objects::{FsStore, Metadata, ObjectStore, ObjectStoreConfig};
+use rvc_objects::{FsStore, Metadata, ObjectStore};
 use rvc_outbox::{NewOutboxRow, Outbox, Worker, WorkerConfig};
 use rvc_store::products::{IngestOutcome, NewProduct, StagedImage};
 pub use rvc_test_support::paths::model_path;
@@ -241,17 +241,6 @@ pub async fn dir_store(dir: &std::path::Path) -> Arc<dyn ObjectStore> {
     Arc::new(store)
 }
 
-/// The object-store config of a running s3s-fs.
-pub fn s3_config(s3: &rvc_test_support::s3::TestS3) -> ObjectStoreConfig {
-    let mut cfg = ObjectStoreConfig::dir("unused");
-    cfg.s3_endpoint = Some(s3.endpoint.clone());
-    cfg.s3_bucket = s3.bucket.clone();
-    cfg.s3_region = s3.region.clone();
-    cfg.s3_access_key_id = Some(s3.access_key.clone().into());
-    cfg.s3_secret_access_key = Some(s3.secret_key.clone().into());
-    cfg
-}
-
 /// One photo of a seeded product.
 #[derive(Debug, Clone)]
 pub struct SeededPhoto {
@@ -454,7 +443,11 @@ impl RunningWorker {
         .expect("vectorizer starts");
         let model = step.model().clone();
         let worker = Worker::new(
-            Outbox::new(db.pool.clone(), "test-vectorizer"),
+            Outbox::new(
+                db.pool.clone(),
+                "test-vectorizer",
+                rvc_store::pipeline::hooks(),
+            ),
             Arc::new(step),
             cfg,
         );

@@ -19,7 +19,7 @@
 //! holds that product's object lock ([`lock_product_objects`]), which the upload step takes
 //! before dropping staged bytes: a newer version that re-adds a photo either is seen by GC
 //! (object kept) or finds the object gone at its commit (bytes kept, PUT again).
-use crate::error::{DbContext, UploaderError};
+use crate::error::{DbContext, MaintenanceError};
 use chrono::{DateTime, Utc};
 use rvc_domain::ImageKey;
 use rvc_objects::{ObjectMeta, ObjectStore};
@@ -141,7 +141,7 @@ pub async fn collect_orphans(
     store: &dyn ObjectStore,
     grace: Duration,
     dry_run: bool,
-) -> Result<GcReport, UploaderError> {
+) -> Result<GcReport, MaintenanceError> {
     collect_orphans_with(pool, store, grace, DEFAULT_ARCHIVE_RETENTION, dry_run).await
 }
 
@@ -153,7 +153,7 @@ pub async fn collect_orphans_with(
     grace: Duration,
     archive_retention: Duration,
     dry_run: bool,
-) -> Result<GcReport, UploaderError> {
+) -> Result<GcReport, MaintenanceError> {
     let started = std::time::Instant::now();
     let mut report = GcReport {
         dry_run,
@@ -273,7 +273,7 @@ async fn delete_rechecked<C: tokio_postgres::GenericClient>(
     mut items: Vec<(ObjectMeta, GcReason)>,
     archive_retention: Duration,
     report: &mut GcReport,
-) -> Result<(), UploaderError> {
+) -> Result<(), MaintenanceError> {
     let keys: Vec<&str> = items.iter().map(|(o, _)| o.key.as_str()).collect();
     let refs = classify_keys(db, &keys, archive_retention).await?;
     items.retain(|(o, reason)| {

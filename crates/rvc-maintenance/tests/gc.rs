@@ -1,16 +1,16 @@
 //! Orphan collection against real Postgres and real object storage: planted orphans go,
 //! referenced objects stay, an upload in flight (object PUT, row not committed) stays, the
 //! objects of superseded versions go once the newer version is indexed; dry runs delete
-//! nothing; the apalis schedule runs it; `--gc-once --dry-run` prints what it would delete.
+//! nothing; the apalis schedule runs it; `rvc-maintenance --once --dry-run` prints what it
+//! would delete, and the binary on its schedule collects until SIGTERM stops it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
 use bytes::Bytes;
 use common::*;
-use rvc_image_uploader::{
-    collect_orphans, maintenance, GcReason, Maintenance, MaintenanceArgs, UploadStep,
-};
+use rvc_image_uploader::UploadStep;
+use rvc_maintenance::{collect_orphans, schedule, GcReason, Maintenance, MaintenanceArgs};
 use rvc_objects::{Metadata, ObjectStore};
 use rvc_outbox::{Outbox, Step};
 use rvc_test_support::TestDb;
@@ -72,7 +72,7 @@ async fn orphans_and_races(backend: Backend) {
     // still staged, so its deterministic key is referenced.
     let (pid, _) = ingest_one(&db, &product("SKU-STAGED", &[png(77, 16, 16)])).await;
     let step = UploadStep::new(db.pool.clone(), store.clone());
-    let jobs = Outbox::new(db.pool.clone(), "crashed")
+    let jobs = Outbox::new(db.pool.clone(), "crashed", rvc_store::pipeline::hooks())
         .claim(step.kind(), 1, Duration::from_secs(60), false)
         .await
         .unwrap();
@@ -198,7 +198,7 @@ async fn gc_deletes_superseded_versions_only_once_the_newer_one_is_indexed() {
 }
 
 /// The apalis cron worker runs maintenance: done outbox rows past retention are pruned and
-/// orphans collected, on schedule, inside the uploader's process.
+/// orphans collected, on schedule.
 #[tokio::test]
 async fn the_schedule_prunes_the_outbox_and_collects_orphans() {
     let backend = Backend::fs();
@@ -240,7 +240,7 @@ async fn the_schedule_prunes_the_outbox_and_collects_orphans() {
         idempotency_retention_hours: 24,
     };
     let stop = tokio_util::sync::CancellationToken::new();
-    let task = maintenance::spawn(
+    let task = schedule::spawn(
         Maintenance::new(db.pool.clone(), store.clone(), &args),
         args.schedule().unwrap(),
         stop.clone(),
@@ -299,10 +299,10 @@ async fn the_schedule_prunes_the_outbox_and_collects_orphans() {
     five.schedule().unwrap();
 }
 
-/// `rvc-image-uploader --gc-once --dry-run` prints what it would delete and deletes nothing;
-/// `--gc-once` deletes it.
+/// `rvc-maintenance --once --dry-run` prints what it would delete and deletes nothing;
+/// `--once` deletes it.
 #[tokio::test]
-async fn gc_once_flag_of_the_binary() {
+async fn once_flag_of_the_binary() {
     let backend = Backend::s3().await;
     let db = TestDb::new().await;
     let store = backend.store().await;
@@ -310,8 +310,8 @@ async fn gc_once_flag_of_the_binary() {
     plant(store.as_ref(), &orphan).await;
     backend.age(&orphan, TWO_HOURS);
     let run = |dry: bool| {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_rvc-image-uploader"));
-        cmd.arg("--gc-once")
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_rvc-maintenance"));
+        cmd.arg("--once")
             .env("DATABASE_URL", &db.url)
             .env("RUST_LOG", "warn")
             .env("GC_GRACE_SECS", "3600")
@@ -370,7 +370,7 @@ async fn an_object_deleted_between_upload_and_commit_is_put_again_not_lost() {
 
     let (_, v3) = ingest_one(&db, &product("SKU-RE", &[a.clone(), b.clone()])).await;
     assert_eq!(v3, v2 + 1);
-    let outbox = Outbox::new(db.pool.clone(), "race");
+    let outbox = Outbox::new(db.pool.clone(), "race", rvc_store::pipeline::hooks());
     let step = UploadStep::new(db.pool.clone(), store.clone());
     let jobs = outbox
         .claim(
@@ -393,7 +393,8 @@ async fn an_object_deleted_between_upload_and_commit_is_put_again_not_lost() {
     let mut c = db.client().await;
     let tx = c.transaction().await.unwrap();
     if step.commit(&tx, &jobs[0], out).await.is_ok() {
-        Outbox::complete_in(&tx, rvc_domain::OutboxKind::UploadImages, &jobs)
+        outbox
+            .complete_in(&tx, rvc_domain::OutboxKind::UploadImages, &jobs)
             .await
             .unwrap();
         tx.commit().await.unwrap();
@@ -434,4 +435,50 @@ async fn an_object_deleted_between_upload_and_commit_is_put_again_not_lost() {
         .count("SELECT count(*) FROM product_images WHERE staged_bytes IS NOT NULL")
         .await;
     assert_eq!(staged, 0, "every photo uploaded in the end");
+}
+
+/// The binary on its schedule: an aged orphan goes within a few ticks, `/metrics` counts it,
+/// and SIGTERM stops the process cleanly.
+#[tokio::test]
+async fn the_binary_collects_on_its_schedule_and_stops_on_sigterm() {
+    let backend = Backend::fs();
+    let db = TestDb::new().await;
+    let store = backend.store().await;
+    let orphan = format!("products/{}/{}.png", Uuid::now_v7(), sha(6));
+    plant(store.as_ref(), &orphan).await;
+    backend.age(&orphan, TWO_HOURS);
+    let port = rvc_test_support::net::free_port();
+    let mut child = rvc_test_support::process::ChildGuard::spawn(
+        "rvc-maintenance",
+        std::process::Command::new(env!("CARGO_BIN_EXE_rvc-maintenance"))
+            .env("DATABASE_URL", &db.url)
+            .env("RUST_LOG", "warn")
+            .env("GC_GRACE_SECS", "3600")
+            .env("GC_SCHEDULE", "* * * * * *")
+            .env("METRICS_ADDR", format!("127.0.0.1:{port}"))
+            .envs(backend.env()),
+    )
+    .unwrap();
+    assert!(
+        rvc_test_support::wait_until(Duration::from_secs(20), || async {
+            store.head(&orphan).await.unwrap().is_none()
+        })
+        .await,
+        "the scheduled collection deleted the orphan"
+    );
+    let metrics = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("rvc_gc_deleted_total{reason=\"orphan\"} 1"),
+        "{metrics}"
+    );
+    let status = child.terminate(Duration::from_secs(10));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "clean exit on SIGTERM: {status:?}"
+    );
 }

@@ -1,9 +1,9 @@
-//! Scheduled maintenance inside the uploader process (apalis 1.0 + apalis-cron 1.0): on each
-//! tick of `GC_SCHEDULE`, prune done outbox rows older than `OUTBOX_RETENTION_HOURS` and stored
-//! idempotency keys older than `IDEMPOTENCY_RETENTION_HOURS`, and, when
-//! `GC_ENABLED`, collect orphaned objects. Several uploader processes may run: a Postgres
-//! advisory lock lets one of them do a tick's work, the others skip it.
-use crate::error::UploaderError;
+//! Scheduled maintenance (apalis 1.0 + apalis-cron 1.0): on each tick of `GC_SCHEDULE`, prune
+//! done outbox rows older than `OUTBOX_RETENTION_HOURS` and stored idempotency keys older than
+//! `IDEMPOTENCY_RETENTION_HOURS`, and, when `GC_ENABLED`, collect orphaned objects. Several
+//! processes may run it: a Postgres advisory lock lets one of them do a tick's work, the
+//! others skip it.
+use crate::error::MaintenanceError;
 use crate::gc::collect_orphans_with;
 use apalis::prelude::{BoxDynError, Data, WorkerBuilder, WorkerBuilderExt};
 use apalis_cron::{CronScheduler, Tick};
@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-/// Maintenance settings (flattened into the uploader's args).
+/// Maintenance settings (flattened into the binary's args).
 #[derive(Debug, Clone, clap::Args)]
 pub struct MaintenanceArgs {
     /// Collect orphaned objects on the maintenance schedule.
@@ -59,14 +59,14 @@ impl MaintenanceArgs {
     }
 
     /// The parsed schedule (5-field expressions get a leading `0` seconds field).
-    pub fn schedule(&self) -> Result<cron::Schedule, UploaderError> {
+    pub fn schedule(&self) -> Result<cron::Schedule, MaintenanceError> {
         let expr = self.gc_schedule.trim();
         let expr = if expr.split_whitespace().count() == 5 {
             format!("0 {expr}")
         } else {
             expr.to_owned()
         };
-        cron::Schedule::from_str(&expr).map_err(|e| UploaderError::Schedule {
+        cron::Schedule::from_str(&expr).map_err(|e| MaintenanceError::Schedule {
             schedule: self.gc_schedule.clone(),
             reason: e.to_string(),
         })
@@ -104,7 +104,7 @@ impl Maintenance {
 
     /// One tick: prune the outbox, then collect orphans. Returns false when another process
     /// holds the maintenance lock (it does this tick's work).
-    pub async fn run_once(&self) -> Result<bool, UploaderError> {
+    pub async fn run_once(&self) -> Result<bool, MaintenanceError> {
         let client = self.pool.get().await?;
         let locked = rvc_store::objects::try_maintenance_lock(&**client).await?;
         if !locked {
@@ -120,8 +120,13 @@ impl Maintenance {
         result.map(|()| true)
     }
 
-    async fn work(&self) -> Result<(), UploaderError> {
-        let outbox = Outbox::new(self.pool.clone(), "rvc-image-uploader-maintenance");
+    async fn work(&self) -> Result<(), MaintenanceError> {
+        // Pruning finishes no row: nobody to tell.
+        let outbox = Outbox::new(
+            self.pool.clone(),
+            "rvc-maintenance",
+            rvc_outbox::hooks::none(),
+        );
         let pruned = outbox.prune_done(self.retention).await?;
         metrics::counter!("rvc_outbox_pruned_total").increment(pruned);
         let keys = rvc_store::retention::prune_idempotency_keys(
@@ -167,7 +172,7 @@ pub fn spawn(
         grace_secs = maintenance.grace.as_secs(),
         archive_retention_secs = maintenance.archive_retention.as_secs(), retention_secs = maintenance.retention.as_secs(),
         "maintenance scheduled");
-    let worker = WorkerBuilder::new("rvc-image-uploader-maintenance")
+    let worker = WorkerBuilder::new("rvc-maintenance")
         .backend(CronScheduler::new(schedule))
         .concurrency(1)
         .data(Arc::new(maintenance))
@@ -181,4 +186,33 @@ pub fn spawn(
             tracing::error!(error = %e, "maintenance scheduler stopped");
         }
     })
+}
+
+/// Runs the schedule with `/healthz`, `/readyz` (the database answers) and `/metrics` on
+/// `metrics_addr`, until `shutdown`.
+pub async fn serve(
+    maintenance: Maintenance,
+    schedule: cron::Schedule,
+    metrics_addr: &str,
+    shutdown: CancellationToken,
+) -> Result<(), MaintenanceError> {
+    let pool = maintenance.pool.clone();
+    let ready: rvc_runtime::health::ReadyCheck = Arc::new(move || {
+        let pool = pool.clone();
+        Box::pin(async move {
+            rvc_store::ping(&pool)
+                .await
+                .map_err(|e| format!("database: {e}"))
+        })
+    });
+    let (bound, server) = rvc_runtime::health::serve(metrics_addr, ready)?;
+    let server_handle = server.handle();
+    tokio::spawn(server);
+    tracing::info!(%bound, "health and metrics endpoint up");
+    let job = spawn(maintenance, schedule, shutdown.clone());
+    shutdown.cancelled().await;
+    let _ = job.await;
+    server_handle.stop(true).await;
+    tracing::info!("stopped cleanly");
+    Ok(())
 }

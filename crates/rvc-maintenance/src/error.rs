@@ -1,8 +1,8 @@
-//! Errors of the uploader library (the binary wraps them in `anyhow`).
+//! Errors of the maintenance library (the binary wraps them in `anyhow`).
 use rvc_objects::ObjectStoreError;
 
 #[derive(Debug, thiserror::Error)]
-pub enum UploaderError {
+pub enum MaintenanceError {
     #[error(transparent)]
     Objects(#[from] ObjectStoreError),
     #[error(transparent)]
@@ -13,6 +13,8 @@ pub enum UploaderError {
     Outbox(#[from] rvc_outbox::OutboxError),
     #[error(transparent)]
     Store(#[from] rvc_store::StoreError),
+    #[error(transparent)]
+    Runtime(#[from] rvc_runtime::RuntimeError),
     #[error("invalid GC_SCHEDULE {schedule:?}: {reason}")]
     Schedule { schedule: String, reason: String },
 }

@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use bytes::Bytes;
-use rvc_image_uploader::{collect_orphans_with, GcReason};
+use rvc_maintenance::{collect_orphans_with, GcReason};
 use rvc_objects::{FsStore, Metadata, ObjectStore};
 use rvc_test_support::TestDb;
 use std::time::Duration;

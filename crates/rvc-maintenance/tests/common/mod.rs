@@ -1,0 +1,23 @@
+//! Fixtures of the maintenance tests: those of `rvc-test-support`, and the real upload step
+//! to put the photos of seeded products in the store.
+#![allow(dead_code, unused_imports, clippy::unwrap_used, clippy::expect_used)]
+
+use rvc_image_uploader::UploadStep;
+use rvc_objects::ObjectStore;
+use rvc_outbox::{Outbox, Worker, WorkerConfig};
+use rvc_test_support::TestDb;
+use std::sync::Arc;
+
+pub use rvc_test_support::images::png;
+pub use rvc_test_support::objects::{bucket_keys, Backend};
+pub use rvc_test_support::outbox::{drain, fast_worker_config as worker_config};
+pub use rvc_test_support::products::{ingest_one, product, referenced_keys, seed};
+
+/// A worker of the real upload step.
+pub fn worker(db: &TestDb, store: Arc<dyn ObjectStore>, cfg: WorkerConfig) -> Worker<UploadStep> {
+    Worker::new(
+        Outbox::new(db.pool.clone(), "upload", rvc_store::pipeline::hooks()),
+        Arc::new(UploadStep::new(db.pool.clone(), store)),
+        cfg,
+    )
+}
