@@ -284,7 +284,7 @@ impl Stack {
         .await
         .expect("status query")
         .iter()
-        .map(|r| (r.get(0), r.get(1)))
+        .map(|r| (r.get("status"), r.get("count")))
         .collect()
     }
 }

@@ -49,18 +49,7 @@ async fn main() -> anyhow::Result<()> {
     let serving = rvc_ml_service::Serving::default();
     let metrics = match &args.metrics_addr {
         Some(addr) => {
-            let state = serving.clone();
-            let ready: rvc_runtime::health::ReadyCheck = Arc::new(move || {
-                let serving = state.is_serving();
-                Box::pin(async move {
-                    if serving {
-                        Ok(())
-                    } else {
-                        Err("no inference thread is running (or shutting down)".to_owned())
-                    }
-                })
-            });
-            let (bound, server) = rvc_runtime::health::serve(addr, ready)?;
+            let (bound, server) = rvc_runtime::health::serve(addr, serving.ready_check())?;
             tracing::info!(%bound, "health and metrics endpoint listening");
             let handle = server.handle();
             tokio::spawn(server);

@@ -215,6 +215,21 @@ impl Serving {
     fn set(&self, serving: bool) {
         self.0.store(serving, Ordering::SeqCst);
     }
+
+    /// The HTTP `/readyz` check: ready exactly while [`Self::is_serving`].
+    pub fn ready_check(&self) -> rvc_runtime::health::ReadyCheck {
+        let state = self.clone();
+        Arc::new(move || {
+            let serving = state.is_serving();
+            Box::pin(async move {
+                if serving {
+                    Ok(())
+                } else {
+                    Err("no inference thread is running (or shutting down)".to_owned())
+                }
+            })
+        })
+    }
 }
 
 /// [`serve_with_health`] with a [`Serving`] state nobody else reads.
