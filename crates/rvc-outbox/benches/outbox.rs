@@ -3,10 +3,14 @@
 //! the same run. Prints a markdown table (scripts/bench.sh puts it in docs/benchmarks.md).
 //!
 //! `cargo bench -p rvc-outbox --bench outbox [-- ROWS SECONDS]`
+//!
+//! `cargo bench -p rvc-outbox --bench outbox -- growth [ROWS]`: claim→complete as the table
+//! grows: the same run on an empty outbox, then with 100 k `dead` rows and 10 k, 1 M and
+//! 10 M `done` rows awaiting pruning (issue 17, item 4).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 use rvc_domain::OutboxKind;
-use rvc_outbox::testing::{seed_rows, NoopStep};
+use rvc_outbox::testing::{seed_history, seed_rows, NoopStep};
 use rvc_outbox::{Backoff, Outbox, Worker, WorkerConfig};
 use rvc_test_support::TestDb;
 use std::process::Command;
@@ -14,12 +18,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
-async fn outbox_rows_per_sec(claimers: usize, rows: i64) -> f64 {
-    let db = TestDb::new().await;
-    let client = db.client().await;
-    seed_rows(&client, rows, OutboxKind::Publish).await.unwrap();
-    client.batch_execute("VACUUM ANALYZE outbox").await.unwrap();
-    let cfg = WorkerConfig {
+fn bench_config() -> WorkerConfig {
+    WorkerConfig {
         batch_size: 64,
         concurrency: 64,
         lease: Duration::from_secs(30),
@@ -27,31 +27,43 @@ async fn outbox_rows_per_sec(claimers: usize, rows: i64) -> f64 {
         backoff: Backoff::default(),
         shutdown_grace: Duration::from_secs(5),
         retry_window: Duration::from_secs(3600),
-    };
+    }
+}
+
+fn worker(db: &TestDb, name: &str) -> Worker<NoopStep> {
+    let step = Arc::new(NoopStep {
+        kind: OutboxKind::Publish,
+        sleep: Duration::ZERO,
+        log: false,
+        owner: name.to_owned(),
+    });
+    Worker::new(
+        Outbox::new(db.pool.clone(), name, rvc_store::pipeline::hooks()),
+        step,
+        bench_config(),
+    )
+}
+
+async fn outbox_rows_per_sec(claimers: usize, rows: i64) -> f64 {
+    let db = TestDb::new().await;
+    drain_rate(&db, claimers, rows).await
+}
+
+/// Seeds `rows` publish rows and drains them with `claimers` workers; rows/s.
+async fn drain_rate(db: &TestDb, claimers: usize, rows: i64) -> f64 {
+    let client = db.client().await;
+    seed_rows(&client, rows, OutboxKind::Publish).await.unwrap();
+    client.batch_execute("VACUUM ANALYZE outbox").await.unwrap();
     let shutdown = CancellationToken::new();
     let start = Instant::now();
     let mut tasks = Vec::new();
     for i in 0..claimers {
-        let step = Arc::new(NoopStep {
-            kind: OutboxKind::Publish,
-            sleep: Duration::ZERO,
-            log: false,
-            owner: format!("b{i}"),
-        });
-        let w = Worker::new(
-            Outbox::new(
-                db.pool.clone(),
-                format!("b{i}"),
-                rvc_store::pipeline::hooks(),
-            ),
-            step,
-            cfg.clone(),
-        );
+        let w = worker(db, &format!("b{i}"));
         tasks.push(tokio::spawn(w.run(shutdown.clone())));
     }
     loop {
         if db
-            .count("SELECT count(*) FROM outbox WHERE state <> 'done'")
+            .count("SELECT count(*) FROM outbox WHERE state IN ('pending', 'leased')")
             .await
             == 0
         {
@@ -100,9 +112,67 @@ fn pgbench_tps(url: &str, clients: usize, seconds: u32) -> f64 {
         .unwrap_or_else(|| panic!("no tps in pgbench output: {text}"))
 }
 
+/// Claim→complete of one batch of 64 by one claimer, `batches` times: (p50, p99) in ms.
+async fn batch_latency(db: &TestDb, batches: usize) -> (f64, f64) {
+    let client = db.client().await;
+    seed_rows(&client, 64 * batches as i64, OutboxKind::Publish)
+        .await
+        .unwrap();
+    client.batch_execute("VACUUM ANALYZE outbox").await.unwrap();
+    let w = worker(db, "latency");
+    let none = CancellationToken::new();
+    let mut ms = Vec::with_capacity(batches);
+    for _ in 0..batches {
+        let t = Instant::now();
+        let r = w.run_once(&none).await.unwrap();
+        assert_eq!(r.completed, 64);
+        ms.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    ms.sort_by(f64::total_cmp);
+    let at = |q: f64| ms[((ms.len() - 1) as f64 * q).round() as usize];
+    (at(0.5), at(0.99))
+}
+
+/// The growth table: one database, history added between the measurements.
+async fn growth(rows: i64) {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    println!("| done rows | dead rows | seeding took | rows/s (4 claimers, batch 64) | batch p50 | batch p99 | rows/s vs empty |");
+    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    let mut base = None;
+    let mut have_done = 0i64;
+    for (done, dead) in [
+        (0i64, 0i64),
+        (10_000, 100_000),
+        (1_000_000, 100_000),
+        (10_000_000, 100_000),
+    ] {
+        let t = Instant::now();
+        let add_dead = if have_done == 0 && dead > 0 { dead } else { 0 };
+        seed_history(&client, done - have_done, add_dead, 10)
+            .await
+            .unwrap();
+        client.batch_execute("VACUUM ANALYZE").await.unwrap();
+        have_done = done;
+        let seeded = t.elapsed().as_secs_f64();
+        let rate = drain_rate(&db, 4, rows).await;
+        let (p50, p99) = batch_latency(&db, 200).await;
+        let base = *base.get_or_insert(rate);
+        println!(
+            "| {done} | {dead} | {seeded:.0} s | {rate:.0} | {p50:.1} ms | {p99:.1} ms | {:.2}× |",
+            rate / base
+        );
+    }
+}
+
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     let args: Vec<String> = std::env::args().filter(|a| !a.starts_with("--")).collect();
+    if args.get(1).map(String::as_str) == Some("growth") {
+        let rows: i64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(20_000);
+        growth(rows).await;
+        return;
+    }
     let rows: i64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(20_000);
     let seconds: u32 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(10);
     println!("| claimers | outbox rows/s (no-op step, batch 64) | pgbench TPS (TPC-B, same clients) | ratio |");

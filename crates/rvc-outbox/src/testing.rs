@@ -85,3 +85,53 @@ pub async fn seed_rows(
         .ctx("seed rows")
         .map_err(Into::into)
 }
+
+/// Adds history a long-running outbox accumulates: `done` rows awaiting pruning and `dead`
+/// rows awaiting an operator, `per_product` rows (versions) per product, on products of
+/// their own. For benchmarks of how claims behave as the table grows.
+pub async fn seed_history(
+    client: &impl tokio_postgres::GenericClient,
+    done: i64,
+    dead: i64,
+    per_product: i64,
+) -> Result<(), OutboxError> {
+    client
+        .execute(
+            "INSERT INTO categories (name) VALUES ('seed') ON CONFLICT (name) DO NOTHING",
+            &[],
+        )
+        .await
+        .ctx("seed category")?;
+    for (n, state) in [(done, "done"), (dead, "dead")] {
+        if n == 0 {
+            continue;
+        }
+        let products = (n + per_product - 1) / per_product;
+        client
+            .execute(
+                "WITH p AS (
+                   INSERT INTO products (id, sku, name, category_id, price_minor, currency,
+                                         content_hash, version, status)
+                   SELECT gen_random_uuid(), 'hist-' || gen_random_uuid(), 'history', c.id, 100,
+                          'EUR', 'x', $2::int, 'indexed'
+                   FROM generate_series(1, $1::bigint) g,
+                        (SELECT id FROM categories WHERE name = 'seed') c
+                   RETURNING id)
+                 INSERT INTO outbox (event_id, product_id, product_version, kind, state,
+                                     attempts, created_at, updated_at, completed_at, last_error)
+                 SELECT gen_random_uuid(), p.id, v, 'publish', $3, 1,
+                        now() - interval '2 hours', now() - interval '1 hour',
+                        CASE WHEN $3 = 'done' THEN now() - interval '1 hour' END,
+                        CASE WHEN $3 = 'dead' THEN 'seeded' END
+                 FROM p, generate_series(1, $2::int) v",
+                &[
+                    &products,
+                    &i32::try_from(per_product).unwrap_or(i32::MAX),
+                    &state,
+                ],
+            )
+            .await
+            .ctx("seed history")?;
+    }
+    Ok(())
+}
