@@ -46,6 +46,10 @@ if all || want outbox; then
   section "Outbox: claim→complete on a no-op step vs pgbench writes" \
     cargo bench -q -p rvc-outbox --bench outbox -- 20000 10
 fi
+if all || want outbox-growth; then
+  section "Outbox: claims as the table grows (done rows awaiting pruning, dead rows)" \
+    cargo bench -q -p rvc-outbox --bench outbox -- growth 20000
+fi
 if all || want ingest; then
   section "Ingest: POST with two ~200 KB JPEGs vs a handler that writes nothing" \
     cargo bench -q -p rvc-ingest-api --bench ingest -- 400 8

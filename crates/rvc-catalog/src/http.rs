@@ -189,9 +189,7 @@ pub async fn list(
         None => None,
         Some(s) => Some(
             s.parse::<rvc_domain::ProductStatus>()
-                .map_err(|e| Problem::invalid_field("status", format!("status: {e}")))?
-                .as_str()
-                .to_owned(),
+                .map_err(|e| Problem::invalid_field("status", format!("status: {e}")))?,
         ),
     };
     let updated_since = match q.updated_since.as_deref() {

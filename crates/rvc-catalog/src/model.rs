@@ -16,7 +16,8 @@ pub struct Product {
     /// ISO 4217.
     pub currency: String,
     /// Pipeline status: registered, images_stored, vectorized, indexed, failed.
-    pub status: String,
+    #[schema(value_type = String, example = "indexed")]
+    pub status: rvc_domain::ProductStatus,
     pub archived: bool,
     /// The current version (a new one per changed POST).
     pub version: i32,
@@ -60,7 +61,7 @@ impl From<Product> for rvc_proto::catalog::ProductInfo {
             category: p.category,
             price_minor: p.price_minor,
             currency: p.currency,
-            status: p.status,
+            status: p.status.to_string(),
             image_keys: p.image_keys,
             updated_at: Some(ts),
             archived: p.archived,

@@ -38,7 +38,7 @@ impl CatalogLookup {
 
 /// Whether recognition may return `p`: its current version is indexed and it is not archived.
 pub fn recognizable(p: &Product) -> bool {
-    !p.archived && p.status == rvc_domain::ProductStatus::Indexed.as_str()
+    !p.archived && p.status == rvc_domain::ProductStatus::Indexed
 }
 
 /// The response's view of a product.
@@ -168,7 +168,7 @@ mod tests {
             category: "Drinks".into(),
             price_minor,
             currency: "EUR".into(),
-            status: status.into(),
+            status: status.parse().unwrap(),
             archived,
             version: 3,
             revision: 7,

@@ -211,7 +211,7 @@ async fn a_change_reaches_cached_readers_within_the_stated_bound() {
             let cat = cat.clone();
             async move {
                 let p = cat.get_products(&[id]).await.unwrap();
-                (p.products[0].status == status).then_some(())
+                (p.products[0].status.as_str() == status).then_some(())
             }
         })
         .await;

@@ -3,6 +3,7 @@ use crate::{ConsoleState, MAX_DEAD_ROWS};
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpResponse, ResponseError};
 use chrono::{DateTime, Utc};
+use rvc_domain::{OutboxKind, OutboxState};
 use rvc_store::products::{ProductRef, PublicProductView, StepError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -217,7 +218,7 @@ pub struct DeadRow {
     pub sku: String,
     pub name: String,
     pub product_version: i32,
-    pub kind: String,
+    pub kind: OutboxKind,
     pub attempts: i32,
     pub max_attempts: i32,
     /// The public code and message (`<step>_failed`), as product reads show them.
@@ -239,9 +240,6 @@ pub struct OutboxView {
     pub dead: Vec<DeadRow>,
 }
 
-pub(crate) const STEPS: [&str; 3] = ["upload_images", "vectorize", "publish"];
-pub(crate) const STATES: [&str; 4] = ["pending", "leased", "done", "dead"];
-
 pub(crate) async fn outbox(
     state: web::Data<ConsoleState>,
     q: web::Query<OutboxQuery>,
@@ -256,30 +254,37 @@ pub(crate) async fn outbox(
     let stats = rvc_outbox::stats(&state.pool).await?;
     let client = state.pool.get().await?;
     let dead = rvc_outbox::dead_entries(&**client, limit).await?;
-    let mut counts: BTreeMap<String, BTreeMap<String, i64>> = STEPS
+    let mut counts: BTreeMap<String, BTreeMap<String, i64>> = OutboxKind::PIPELINE
         .iter()
         .map(|k| {
             (
-                (*k).to_owned(),
-                STATES.iter().map(|s| ((*s).to_owned(), 0)).collect(),
+                k.to_string(),
+                OutboxState::ALL
+                    .iter()
+                    .map(|s| (s.to_string(), 0))
+                    .collect(),
             )
         })
         .collect();
     for c in stats.counts {
         *counts
-            .entry(c.kind)
+            .entry(c.kind.to_string())
             .or_default()
-            .entry(c.state)
+            .entry(c.state.to_string())
             .or_default() += c.rows;
     }
     Ok(web::Json(OutboxView {
         counts,
-        oldest_claimable_secs: stats.oldest_claimable_secs.into_iter().collect(),
+        oldest_claimable_secs: stats
+            .oldest_claimable_secs
+            .into_iter()
+            .map(|(k, secs)| (k.to_string(), secs))
+            .collect(),
         dead_total: stats.dead,
         dead: dead
             .into_iter()
             .map(|d| {
-                let public = StepError::public(&d.kind, "dead");
+                let public = StepError::public(d.kind, OutboxState::Dead);
                 DeadRow {
                     event_id: d.event_id,
                     product_id: d.product_id,

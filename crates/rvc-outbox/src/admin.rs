@@ -325,13 +325,10 @@ pub async fn queued_steps<C: GenericClient>(
         .await
         .ctx("queued rows of product")?
     {
-        let kind: String = r.try_get("kind").ctx("queued rows of product")?;
-        if let Ok(kind) = kind.parse::<OutboxKind>() {
-            out.push(QueuedStep {
-                event_id: r.try_get("event_id").ctx("queued rows of product")?,
-                kind,
-            });
-        }
+        out.push(QueuedStep {
+            event_id: r.try_get("event_id").ctx("queued rows of product")?,
+            kind: crate::error::text_col(&r, "kind", "queued rows of product")?,
+        });
     }
     Ok(out)
 }

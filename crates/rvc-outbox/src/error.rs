@@ -18,6 +18,20 @@ pub enum OutboxError {
 
 pub(crate) use rvc_runtime::db::DbContext;
 
+/// Reads a text column into a domain type parsed from text (`OutboxKind`, `OutboxState`): a
+/// type mismatch or an unknown value is an error, never a panic.
+pub(crate) fn text_col<T: std::str::FromStr>(
+    row: &tokio_postgres::Row,
+    col: &'static str,
+    ctx: &'static str,
+) -> Result<T, OutboxError> {
+    let text: String = row.try_get(col).ctx(ctx)?;
+    text.parse().map_err(|_| OutboxError::Corrupt {
+        field: col,
+        value: text,
+    })
+}
+
 /// How a step failed. Retryable failures go back to `pending` with backoff until
 /// `max_attempts`; permanent ones (poison input) go `dead` at once.
 #[derive(Debug, Clone, thiserror::Error)]

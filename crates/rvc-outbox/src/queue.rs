@@ -1,5 +1,5 @@
 //! The outbox table: enqueue, claim, heartbeat, complete, fail, release, prune.
-use crate::error::{DbContext, OutboxError, StepError};
+use crate::error::{text_col, DbContext, OutboxError, StepError};
 use crate::hooks::{RowHooks, RowRef};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
@@ -102,21 +102,13 @@ pub const OUTBOX_COLUMNS: &str =
 
 impl OutboxRow {
     pub fn from_row(row: &Row) -> Result<Self, OutboxError> {
-        let kind: String = row.try_get("kind").ctx("outbox row")?;
-        let state: String = row.try_get("state").ctx("outbox row")?;
         Ok(Self {
             event_id: row.try_get("event_id").ctx("outbox row")?,
             product_id: row.try_get("product_id").ctx("outbox row")?,
             product_version: row.try_get("product_version").ctx("outbox row")?,
-            kind: kind.parse().map_err(|_| OutboxError::Corrupt {
-                field: "kind",
-                value: kind.clone(),
-            })?,
+            kind: text_col(row, "kind", "outbox row")?,
             payload: row.try_get("payload").ctx("outbox row")?,
-            state: state.parse().map_err(|_| OutboxError::Corrupt {
-                field: "state",
-                value: state.clone(),
-            })?,
+            state: text_col(row, "state", "outbox row")?,
             attempts: row.try_get("attempts").ctx("outbox row")?,
             max_attempts: row.try_get("max_attempts").ctx("outbox row")?,
             next_attempt_at: row.try_get("next_attempt_at").ctx("outbox row")?,
@@ -570,8 +562,8 @@ impl Outbox {
             metrics::counter!("rvc_outbox_lease_lost_total", "kind" => kind).increment(1);
             return Ok(None);
         };
-        let state: String = row.try_get("state").ctx("fail")?;
-        let dead = state == "dead";
+        let state: OutboxState = text_col(&row, "state", "fail")?;
+        let dead = state == OutboxState::Dead;
         if dead {
             self.hooks.dead(tx, job.kind, &[job.row_ref()]).await?;
             metrics::counter!("rvc_outbox_dead_total", "kind" => kind).increment(1);
@@ -583,7 +575,7 @@ impl Outbox {
                 attempts = job.attempts, retry_in_ms = delay.as_millis() as u64, error = %msg,
                 "step failed; will retry");
         }
-        Ok(state.parse().ok())
+        Ok(Some(state))
     }
 }
 

@@ -1,7 +1,8 @@
 //! Outbox gauges: rows by kind × state and the age of the oldest claimable row.
-use crate::error::{DbContext, OutboxError};
+use crate::error::{text_col, DbContext, OutboxError};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
+use rvc_domain::{OutboxKind, OutboxState};
 use serde::Serialize;
 use std::time::Duration;
 use tokio_postgres::GenericClient;
@@ -10,8 +11,8 @@ use uuid::Uuid;
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct KindStateCount {
-    pub kind: String,
-    pub state: String,
+    pub kind: OutboxKind,
+    pub state: OutboxState,
     pub rows: i64,
 }
 
@@ -19,7 +20,7 @@ pub struct KindStateCount {
 pub struct OutboxStats {
     pub counts: Vec<KindStateCount>,
     /// Per kind: seconds since the oldest claimable row became claimable.
-    pub oldest_claimable_secs: Vec<(String, f64)>,
+    pub oldest_claimable_secs: Vec<(OutboxKind, f64)>,
     pub dead: i64,
 }
 
@@ -56,13 +57,12 @@ async fn stats_with(pool: &Pool, counts_sql: &str) -> Result<OutboxStats, Outbox
         .iter()
         .map(|r| {
             Ok(KindStateCount {
-                kind: r.try_get("kind")?,
-                state: r.try_get("state")?,
-                rows: r.try_get("n")?,
+                kind: text_col(r, "kind", "outbox counts")?,
+                state: text_col(r, "state", "outbox counts")?,
+                rows: r.try_get("n").ctx("outbox counts")?,
             })
         })
-        .collect::<Result<_, tokio_postgres::Error>>()
-        .ctx("outbox counts")?;
+        .collect::<Result<_, OutboxError>>()?;
     let oldest = client
         .query(
             "SELECT kind, extract(epoch FROM now() - min(next_attempt_at))::float8 AS age_secs
@@ -73,12 +73,16 @@ async fn stats_with(pool: &Pool, counts_sql: &str) -> Result<OutboxStats, Outbox
         .await
         .ctx("oldest claimable")?
         .iter()
-        .map(|r| Ok((r.try_get("kind")?, r.try_get("age_secs")?)))
-        .collect::<Result<_, tokio_postgres::Error>>()
-        .ctx("oldest claimable")?;
+        .map(|r| {
+            Ok((
+                text_col(r, "kind", "oldest claimable")?,
+                r.try_get("age_secs").ctx("oldest claimable")?,
+            ))
+        })
+        .collect::<Result<_, OutboxError>>()?;
     let dead = counts
         .iter()
-        .filter(|c| c.state == "dead")
+        .filter(|c| c.state == OutboxState::Dead)
         .map(|c| c.rows)
         .sum();
     Ok(OutboxStats {
@@ -98,7 +102,7 @@ pub struct DeadEntry {
     pub sku: String,
     pub name: String,
     pub product_version: i32,
-    pub kind: String,
+    pub kind: OutboxKind,
     pub attempts: i32,
     pub max_attempts: i32,
     pub last_error: Option<String>,
@@ -131,7 +135,7 @@ pub async fn dead_entries<C: GenericClient>(
                 sku: r.try_get("sku").ctx("dead entry")?,
                 name: r.try_get("name").ctx("dead entry")?,
                 product_version: r.try_get("product_version").ctx("dead entry")?,
-                kind: r.try_get("kind").ctx("dead entry")?,
+                kind: text_col(r, "kind", "dead entry")?,
                 attempts: r.try_get("attempts").ctx("dead entry")?,
                 max_attempts: r.try_get("max_attempts").ctx("dead entry")?,
                 last_error: r.try_get("last_error").ctx("dead entry")?,
@@ -162,7 +166,7 @@ pub fn spawn_stats_refresher(
                             let rows = s
                                 .counts
                                 .iter()
-                                .find(|c| c.kind == kind.as_str() && c.state == state.as_str())
+                                .find(|c| c.kind == *kind && c.state == *state)
                                 .map_or(0, |c| c.rows);
                             metrics::gauge!("rvc_outbox_rows", "kind" => kind.as_str(), "state" => state.as_str())
                                 .set(rows as f64);
@@ -170,7 +174,7 @@ pub fn spawn_stats_refresher(
                         let age = s
                             .oldest_claimable_secs
                             .iter()
-                            .find(|(k, _)| k == kind.as_str())
+                            .find(|(k, _)| k == kind)
                             .map_or(0.0, |(_, a)| *a);
                         metrics::gauge!("rvc_outbox_oldest_claimable_seconds", "kind" => kind.as_str())
                             .set(age);

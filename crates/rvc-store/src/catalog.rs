@@ -16,7 +16,7 @@ pub struct CatalogProduct {
     pub category: String,
     pub price_minor: i64,
     pub currency: String,
-    pub status: String,
+    pub status: rvc_domain::ProductStatus,
     pub archived: bool,
     pub version: i32,
     /// Changes on every committed change of the row (trigger `products_revision`).
@@ -44,7 +44,7 @@ impl CatalogProduct {
             category: row.try_get("category").ctx(CTX)?,
             price_minor: row.try_get("price_minor").ctx(CTX)?,
             currency: row.try_get("currency").ctx(CTX)?,
-            status: row.try_get("status").ctx(CTX)?,
+            status: crate::text_col(row, "status", CTX)?,
             archived: row.try_get("archived").ctx(CTX)?,
             version: row.try_get("version").ctx(CTX)?,
             revision: row.try_get("revision").ctx(CTX)?,
@@ -86,7 +86,7 @@ pub async fn product_by_sku<C: GenericClient>(
 #[derive(Debug, Clone, Default)]
 pub struct ListFilter {
     pub category: Option<String>,
-    pub status: Option<String>,
+    pub status: Option<rvc_domain::ProductStatus>,
     pub updated_since: Option<DateTime<Utc>>,
 }
 
@@ -112,7 +112,7 @@ pub async fn list_products<C: GenericClient>(
         &[
             &after,
             &filter.category,
-            &filter.status,
+            &filter.status.map(rvc_domain::ProductStatus::as_str),
             &filter.updated_since,
             &limit,
         ],

@@ -48,6 +48,22 @@ impl From<rvc_runtime::db::PoolConfigError> for StoreError {
 
 pub(crate) use rvc_runtime::db::DbContext;
 
+/// Reads a text column into a domain type parsed from text (`ProductStatus`, `OutboxKind`,
+/// `OutboxState`, ...): a type mismatch or an unknown value is an error naming `ctx` and the
+/// column, never a panic.
+pub(crate) fn text_col<T>(
+    row: &tokio_postgres::Row,
+    col: &str,
+    ctx: &'static str,
+) -> Result<T, StoreError>
+where
+    T: FromStr<Err = String>,
+{
+    let text: String = row.try_get(col).ctx(ctx)?;
+    text.parse()
+        .map_err(|e: String| StoreError::Corrupt(format!("{ctx}: column {col}: {e}")))
+}
+
 /// Parses a `postgres://` URL (or key=value string).
 pub fn pg_config(url: &str) -> Result<tokio_postgres::Config, StoreError> {
     tokio_postgres::Config::from_str(url).map_err(|e| StoreError::Config(e.to_string()))

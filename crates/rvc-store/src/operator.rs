@@ -2,7 +2,7 @@
 //! looking products up, locking them, moving a failed product back into the pipeline, and the
 //! drift checks of reconcile. The caller owns the transaction.
 use crate::{DbContext, StoreError};
-use rvc_domain::ProductStatus;
+use rvc_domain::{OutboxKind, ProductStatus};
 use std::collections::BTreeMap;
 use tokio_postgres::{GenericClient, Row};
 use uuid::Uuid;
@@ -37,7 +37,7 @@ pub struct ProductHead {
     pub name: String,
     /// The current version.
     pub version: i32,
-    pub status: String,
+    pub status: ProductStatus,
     pub archived: bool,
 }
 
@@ -49,7 +49,7 @@ fn head_from_row(r: &Row) -> Result<ProductHead, StoreError> {
         sku: r.try_get("sku").ctx("product row")?,
         name: r.try_get("name").ctx("product row")?,
         version: r.try_get("version").ctx("product row")?,
-        status: r.try_get("status").ctx("product row")?,
+        status: crate::text_col(r, "status", "product row")?,
         archived: r.try_get("archived").ctx("product row")?,
     })
 }
@@ -106,7 +106,7 @@ pub async fn lock_products<C: GenericClient>(db: &C, ids: &[Uuid]) -> Result<(),
 pub async fn lock_product<C: GenericClient>(
     db: &C,
     id: Uuid,
-) -> Result<Option<(i32, String)>, StoreError> {
+) -> Result<Option<(i32, ProductStatus)>, StoreError> {
     db.query_opt(
         "SELECT version, status FROM products WHERE id = $1 FOR UPDATE",
         &[&id],
@@ -116,20 +116,22 @@ pub async fn lock_product<C: GenericClient>(
     .map(|r| {
         Ok((
             r.try_get("version").ctx("lock product")?,
-            r.try_get("status").ctx("lock product")?,
+            crate::text_col(&r, "status", "lock product")?,
         ))
     })
     .transpose()
 }
 
 /// A product's status.
-pub async fn product_status<C: GenericClient>(db: &C, id: Uuid) -> Result<String, StoreError> {
-    db.query_one("SELECT status FROM products WHERE id = $1", &[&id])
+pub async fn product_status<C: GenericClient>(
+    db: &C,
+    id: Uuid,
+) -> Result<ProductStatus, StoreError> {
+    let row = db
+        .query_one("SELECT status FROM products WHERE id = $1", &[&id])
         .await
-        .ctx("product status")?
-        .try_get("status")
-        .ctx("product status")
-        .map_err(Into::into)
+        .ctx("product status")?;
+    crate::text_col(&row, "status", "product status")
 }
 
 /// How an operator's tool changes a product's status: a `failed` product whose current
@@ -156,7 +158,7 @@ pub struct CurrentPhoto {
     pub product_id: Uuid,
     pub sku: String,
     pub version: i32,
-    pub status: String,
+    pub status: ProductStatus,
     pub ordinal: i16,
     pub object_key: Option<String>,
     pub point_id: Option<Uuid>,
@@ -215,7 +217,7 @@ pub async fn current_photos<C: GenericClient>(
             product_id: r.try_get("product_id").ctx(context)?,
             sku: r.try_get("sku").ctx(context)?,
             version: r.try_get("version").ctx(context)?,
-            status: r.try_get("status").ctx(context)?,
+            status: crate::text_col(r, "status", context)?,
             ordinal: r.try_get("ordinal").ctx(context)?,
             object_key: r.try_get("object_key").ctx(context)?,
             point_id: r.try_get("point_id").ctx(context)?,
@@ -245,9 +247,9 @@ pub struct StuckProduct {
     pub product_id: Uuid,
     pub sku: String,
     pub version: i32,
-    pub status: String,
+    pub status: ProductStatus,
     /// Kinds of the done (and not cancelled) rows of the current version.
-    pub done_kinds: Vec<String>,
+    pub done_kinds: Vec<OutboxKind>,
 }
 
 /// The stuck products, by SKU.
@@ -283,8 +285,13 @@ pub async fn stuck_products<C: GenericClient>(db: &C) -> Result<Vec<StuckProduct
             product_id: r.try_get("product_id").ctx(CTX)?,
             sku: r.try_get("sku").ctx(CTX)?,
             version: r.try_get("version").ctx(CTX)?,
-            status: r.try_get("status").ctx(CTX)?,
-            done_kinds: r.try_get("done_kinds").ctx(CTX)?,
+            status: crate::text_col(r, "status", CTX)?,
+            done_kinds: r
+                .try_get::<_, Vec<String>>("done_kinds")
+                .ctx(CTX)?
+                .iter()
+                .map(|k| k.parse().map_err(StoreError::Corrupt))
+                .collect::<Result<_, _>>()?,
         })
     })
     .collect()

@@ -17,7 +17,7 @@ pub struct ProductForIndex {
     /// The product's current version.
     pub current: i32,
     pub archived: bool,
-    pub status: String,
+    pub status: rvc_domain::ProductStatus,
 }
 
 /// A photo of a product version.
@@ -48,7 +48,7 @@ pub async fn product<C: GenericClient>(
             sku: r.try_get("sku").ctx(CTX)?,
             current: r.try_get("version").ctx(CTX)?,
             archived: r.try_get("archived").ctx(CTX)?,
-            status: r.try_get("status").ctx(CTX)?,
+            status: crate::text_col(&r, "status", CTX)?,
         })
     })
     .transpose()

@@ -2,7 +2,8 @@
 use crate::{DbContext, StoreError};
 use chrono::{DateTime, Utc};
 use rvc_domain::{
-    CategoryName, Currency, OutboxKind, Price, ProductName, ProductStatus, Sku, SniffedImage,
+    CategoryName, Currency, OutboxKind, OutboxState, Price, ProductName, ProductStatus, Sku,
+    SniffedImage,
 };
 use rvc_outbox::NewOutboxRow;
 use serde::Serialize;
@@ -260,8 +261,10 @@ pub struct ImageView {
 pub struct TimelineEntry {
     pub event_id: Uuid,
     pub product_version: i32,
-    pub kind: String,
-    pub state: String,
+    #[schema(value_type = String, example = "vectorize")]
+    pub kind: OutboxKind,
+    #[schema(value_type = String, example = "done")]
+    pub state: OutboxState,
     pub attempts: i32,
     pub max_attempts: i32,
     pub last_error: Option<String>,
@@ -281,7 +284,8 @@ pub struct ProductView {
     pub price: String,
     pub currency: String,
     pub version: i32,
-    pub status: String,
+    #[schema(value_type = String, example = "indexed")]
+    pub status: ProductStatus,
     pub archived: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -367,7 +371,7 @@ pub async fn find<C: GenericClient>(
             .unwrap_or_default(),
         currency: row.try_get::<_, String>("currency").ctx(CTX)?,
         version,
-        status: row.try_get("status").ctx(CTX)?,
+        status: crate::text_col(&row, "status", CTX)?,
         archived: row.try_get("archived").ctx(CTX)?,
         created_at: row.try_get("created_at").ctx(CTX)?,
         updated_at: row.try_get("updated_at").ctx(CTX)?,
@@ -395,8 +399,8 @@ pub async fn timeline<C: GenericClient>(
         Ok(TimelineEntry {
             event_id: r.try_get("event_id").ctx(CTX)?,
             product_version: r.try_get("product_version").ctx(CTX)?,
-            kind: r.try_get("kind").ctx(CTX)?,
-            state: r.try_get("state").ctx(CTX)?,
+            kind: crate::text_col(r, "kind", CTX)?,
+            state: crate::text_col(r, "state", CTX)?,
             attempts: r.try_get("attempts").ctx(CTX)?,
             max_attempts: r.try_get("max_attempts").ctx(CTX)?,
             last_error: r.try_get("last_error").ctx(CTX)?,
@@ -425,8 +429,10 @@ pub struct StepError {
 pub struct PublicTimelineEntry {
     pub event_id: Uuid,
     pub product_version: i32,
-    pub kind: String,
-    pub state: String,
+    #[schema(value_type = String, example = "vectorize")]
+    pub kind: OutboxKind,
+    #[schema(value_type = String, example = "done")]
+    pub state: OutboxState,
     pub attempts: i32,
     pub max_attempts: i32,
     /// Present when the last attempt failed.
@@ -439,11 +445,11 @@ pub struct PublicTimelineEntry {
 
 impl StepError {
     /// The public form of a step's `last_error` (whose text is dropped).
-    pub fn public(kind: &str, state: &str) -> Self {
+    pub fn public(kind: OutboxKind, state: OutboxState) -> Self {
         let step = match kind {
-            "upload_images" => "upload",
-            "vectorize" => "vectorize",
-            "publish" => "publish",
+            OutboxKind::UploadImages => "upload",
+            OutboxKind::Vectorize => "vectorize",
+            OutboxKind::Publish => "publish",
             _ => "step",
         };
         let what = match step {
@@ -452,7 +458,7 @@ impl StepError {
             "publish" => "publishing the product event",
             _ => "this step",
         };
-        if state == "dead" {
+        if state == OutboxState::Dead {
             Self {
                 code: format!("{step}_failed"),
                 message: format!("{what} failed and was given up; an operator has to replay it"),
@@ -468,9 +474,9 @@ impl StepError {
 
 impl From<TimelineEntry> for PublicTimelineEntry {
     fn from(t: TimelineEntry) -> Self {
-        let failed = t.last_error.is_some() && t.state != "done";
+        let failed = t.last_error.is_some() && t.state != OutboxState::Done;
         Self {
-            error: failed.then(|| StepError::public(&t.kind, &t.state)),
+            error: failed.then(|| StepError::public(t.kind, t.state)),
             event_id: t.event_id,
             product_version: t.product_version,
             kind: t.kind,
@@ -496,7 +502,8 @@ pub struct PublicProductView {
     pub price: String,
     pub currency: String,
     pub version: i32,
-    pub status: String,
+    #[schema(value_type = String, example = "indexed")]
+    pub status: ProductStatus,
     pub archived: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,

@@ -142,7 +142,7 @@ impl Step for EmbedStep {
             // Superseded meanwhile: the newer version's vectorize step writes every live model.
             return Ok(Embedded::default());
         }
-        if loaded.status == ProductStatus::Failed.as_str() {
+        if loaded.status == ProductStatus::Failed {
             tracing::info!(%product_id, version = loaded.current, "embedded a failed product's photos for the new model");
         }
         Ok(Embedded {

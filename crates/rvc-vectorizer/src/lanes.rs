@@ -67,7 +67,7 @@ pub struct Loaded {
     /// The product's current version.
     pub current: i32,
     pub archived: bool,
-    pub status: String,
+    pub status: rvc_domain::ProductStatus,
     pub photos: Vec<Photo>,
 }
 

@@ -2,7 +2,7 @@
 //! add fields, never rename or remove them. Timestamps are RFC 3339 in UTC; kinds, states and
 //! statuses are their lower-case names.
 use chrono::{DateTime, Utc};
-use rvc_domain::{OutboxKind, OutboxState};
+use rvc_domain::{OutboxKind, OutboxState, ProductStatus};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -103,7 +103,7 @@ pub struct ProductSummary {
     pub name: String,
     /// The product's current version (a row may belong to an older one).
     pub version: i32,
-    pub status: String,
+    pub status: ProductStatus,
     pub archived: bool,
 }
 
@@ -112,8 +112,8 @@ pub struct ProductSummary {
 pub struct TimelineStep {
     pub event_id: Uuid,
     pub product_version: i32,
-    pub kind: String,
-    pub state: String,
+    pub kind: OutboxKind,
+    pub state: OutboxState,
     pub attempts: i32,
     pub max_attempts: i32,
     pub last_error: Option<String>,
@@ -189,8 +189,8 @@ pub struct ProductTransition {
     pub product_id: Uuid,
     pub sku: String,
     pub version: i32,
-    pub status_before: String,
-    pub status_after: String,
+    pub status_before: ProductStatus,
+    pub status_after: ProductStatus,
 }
 
 /// `rvcctl outbox cancel EVENT_ID`
@@ -208,7 +208,7 @@ pub struct CancelOutput {
     /// The row's last_error after the cancel (prefixed with who cancelled and why).
     pub last_error: String,
     /// The product's status (a cancel does not change it).
-    pub product_status: String,
+    pub product_status: ProductStatus,
 }
 
 /// A photo of the product's current version.
@@ -237,7 +237,7 @@ pub struct ProductStatusOutput {
     pub price: String,
     pub currency: String,
     pub version: i32,
-    pub status: String,
+    pub status: ProductStatus,
     pub archived: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -274,7 +274,7 @@ pub struct Finding {
     pub product_id: Option<Uuid>,
     pub sku: Option<String>,
     pub product_version: Option<i32>,
-    pub status: Option<String>,
+    pub status: Option<ProductStatus>,
     pub ordinal: Option<i16>,
     pub object_key: Option<String>,
     pub point_id: Option<Uuid>,
@@ -305,5 +305,5 @@ pub struct Enqueued {
     pub product_version: i32,
     pub kind: OutboxKind,
     /// Set when the product was moved out of `failed` along with the enqueue.
-    pub status_after: Option<String>,
+    pub status_after: Option<ProductStatus>,
 }

@@ -76,7 +76,7 @@ pub async fn stats(ctx: &Ctx) -> Result<(), CtlError> {
     let count = |kind: OutboxKind, state: OutboxState| {
         s.counts
             .iter()
-            .filter(|c| c.kind == kind.as_str() && c.state == state.as_str())
+            .filter(|c| c.kind == kind && c.state == state)
             .map(|c| c.rows)
             .sum::<i64>()
     };
@@ -91,7 +91,7 @@ pub async fn stats(ctx: &Ctx) -> Result<(), CtlError> {
             oldest_claimable_age_secs: s
                 .oldest_claimable_secs
                 .iter()
-                .find(|(k, _)| k == kind.as_str())
+                .find(|(k, _)| *k == kind)
                 .map(|(_, a)| *a),
         })
         .collect();
@@ -349,8 +349,8 @@ pub(crate) fn timeline_table(steps: &[TimelineStep], mark: Option<Uuid>) -> Stri
         t.row(vec![
             if Some(s.event_id) == mark { "*" } else { "" }.to_owned(),
             s.product_version.to_string(),
-            s.kind.clone(),
-            s.state.clone(),
+            s.kind.to_string(),
+            s.state.to_string(),
             format!("{}/{}", s.attempts, s.max_attempts),
             relative(s.created_at),
             s.completed_at.map_or_else(|| "-".to_owned(), relative),

@@ -4,6 +4,7 @@ use crate::json::{PhotoView, ProductStatusOutput, TimelineStep};
 use crate::outbox::timeline_table;
 use crate::output::{or_dash, print_json, when, Table};
 use crate::Ctx;
+use rvc_domain::{OutboxState, ProductStatus};
 use rvc_store::products::ProductRef;
 
 #[derive(Debug, clap::Args)]
@@ -116,18 +117,21 @@ pub async fn status(ctx: &Ctx, a: &StatusArgs) -> Result<(), CtlError> {
     }
     println!("\ntimeline:");
     print!("{}", timeline_table(&out.timeline, None));
-    let current = |state: &str| {
+    let current = |state: OutboxState| {
         out.timeline
             .iter()
             .any(|s| s.product_version == out.version && s.state == state)
     };
-    if current("dead") {
+    if current(OutboxState::Dead) {
         println!(
             "\nnext: a step is dead: `rvcctl outbox list --sku {} --state dead`, fix the cause, \
              then `rvcctl outbox replay --sku {} --reason \"...\"`",
             out.sku, out.sku
         );
-    } else if out.status != "indexed" && !current("pending") && !current("leased") {
+    } else if out.status != ProductStatus::Indexed
+        && !current(OutboxState::Pending)
+        && !current(OutboxState::Leased)
+    {
         println!(
             "\nnext: nothing is queued for this version: `rvcctl reconcile` reports it, \
              `rvcctl reconcile --repair` re-drives it"

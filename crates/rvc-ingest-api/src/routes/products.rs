@@ -16,7 +16,8 @@ pub struct ProductAck {
     pub product_id: Uuid,
     pub sku: String,
     pub version: i32,
-    pub status: String,
+    #[schema(value_type = String, example = "registered")]
+    pub status: rvc_domain::ProductStatus,
     /// The `upload_images` outbox row created by this request; null when nothing changed.
     pub event_id: Option<Uuid>,
 }
@@ -173,7 +174,7 @@ pub async fn create(
                     product_id,
                     sku: product.sku.to_string(),
                     version,
-                    status: rvc_domain::ProductStatus::Registered.to_string(),
+                    status: rvc_domain::ProductStatus::Registered,
                     event_id: Some(event_id),
                 },
             )
@@ -188,7 +189,7 @@ pub async fn create(
                 product_id,
                 sku: product.sku.to_string(),
                 version,
-                status: status.to_string(),
+                status,
                 event_id: None,
             },
         ),

@@ -8,7 +8,7 @@ use super::{
 use crate::error::CtlError;
 use crate::json::{Finding, ReconcileOutput, RepairState};
 use crate::steps::step_index;
-use rvc_domain::OutboxKind;
+use rvc_domain::{OutboxKind, ProductStatus};
 use rvc_store::operator::{current_photos, CurrentPhoto, PhotoCheck};
 use std::collections::HashSet;
 use uuid::Uuid;
@@ -45,29 +45,24 @@ fn photo_finding(
     f.product_id = Some(p.product_id);
     f.sku = Some(p.sku.clone());
     f.product_version = Some(p.version);
-    f.status = Some(p.status.clone());
+    f.status = Some(p.status);
     f.ordinal = Some(p.ordinal);
     f.object_key = p.object_key.clone();
     f
 }
 
 /// The step after the one that set `status` (the next thing the product waits for).
-fn next_step_for(status: &str, done: &[String]) -> Option<OutboxKind> {
+fn next_step_for(status: ProductStatus, done: &[OutboxKind]) -> Option<OutboxKind> {
     match status {
-        "registered" => Some(OutboxKind::UploadImages),
-        "images_stored" => Some(OutboxKind::Vectorize),
-        "vectorized" => Some(OutboxKind::Publish),
-        "failed" => {
-            let last_done = done
-                .iter()
-                .filter_map(|k| k.parse::<OutboxKind>().ok())
-                .max_by_key(|k| step_index(*k));
-            match last_done {
-                None => Some(OutboxKind::UploadImages),
-                Some(k) => k.next(),
-            }
-        }
-        _ => None,
+        ProductStatus::Failed => match done.iter().copied().max_by_key(|k| step_index(*k)) {
+            None => Some(OutboxKind::UploadImages),
+            Some(k) => k.next(),
+        },
+        // The step that starts from this status (none after `indexed`).
+        s => OutboxKind::PIPELINE
+            .iter()
+            .copied()
+            .find(|k| k.status_before() == Some(s)),
     }
 }
 
@@ -105,7 +100,7 @@ impl Reconciler {
             .push(CHECK_INDEXED_PHOTO_MISSING_POINT.to_owned());
 
         for p in rvc_store::operator::stuck_products(&**client).await? {
-            let next = next_step_for(&p.status, &p.done_kinds);
+            let next = next_step_for(p.status, &p.done_kinds);
             let status = p.status;
             let detail = match next {
                 Some(k) => format!(
@@ -220,26 +215,36 @@ mod tests {
     #[test]
     fn stuck_products_wait_for_the_step_after_their_status() {
         assert_eq!(
-            next_step_for("registered", &[]),
+            next_step_for(ProductStatus::Registered, &[]),
             Some(OutboxKind::UploadImages)
         );
         assert_eq!(
-            next_step_for("images_stored", &[]),
+            next_step_for(ProductStatus::ImagesStored, &[]),
             Some(OutboxKind::Vectorize)
         );
-        assert_eq!(next_step_for("vectorized", &[]), Some(OutboxKind::Publish));
         assert_eq!(
-            next_step_for("failed", &["upload_images".into()]),
+            next_step_for(ProductStatus::Vectorized, &[]),
+            Some(OutboxKind::Publish)
+        );
+        assert_eq!(
+            next_step_for(ProductStatus::Failed, &[OutboxKind::UploadImages]),
             Some(OutboxKind::Vectorize)
         );
-        assert_eq!(next_step_for("failed", &[]), Some(OutboxKind::UploadImages));
+        assert_eq!(
+            next_step_for(ProductStatus::Failed, &[]),
+            Some(OutboxKind::UploadImages)
+        );
         assert_eq!(
             next_step_for(
-                "failed",
-                &["vectorize".into(), "upload_images".into(), "publish".into()]
+                ProductStatus::Failed,
+                &[
+                    OutboxKind::Vectorize,
+                    OutboxKind::UploadImages,
+                    OutboxKind::Publish
+                ]
             ),
             None
         );
-        assert_eq!(next_step_for("indexed", &[]), None);
+        assert_eq!(next_step_for(ProductStatus::Indexed, &[]), None);
     }
 }

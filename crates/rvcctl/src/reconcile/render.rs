@@ -32,7 +32,7 @@ pub(super) fn render(out: &ReconcileOutput) {
             or_dash(f.sku.as_deref()),
             f.product_version
                 .map_or_else(|| "-".to_owned(), |v| v.to_string()),
-            or_dash(f.status.as_deref()),
+            f.status.map_or_else(|| "-".to_owned(), |s| s.to_string()),
             f.fix_step.map_or_else(|| "-".to_owned(), |k| k.to_string()),
             repair,
             f.detail.clone(),

@@ -17,8 +17,8 @@ struct RepairAudit<'a> {
     product_id: Uuid,
     product_version: i32,
     checks: Vec<&'a str>,
-    product_status_before: &'a str,
-    product_status_after: Option<&'a str>,
+    product_status_before: ProductStatus,
+    product_status_after: Option<ProductStatus>,
 }
 
 impl Reconciler {
@@ -74,13 +74,12 @@ impl Reconciler {
             }
             let row = NewOutboxRow::new(product_id, version, kind);
             let event_id = rvc_outbox::enqueue(&tx, &row).await?;
-            let move_to = (status == ProductStatus::Failed.as_str())
+            let move_to = (status == ProductStatus::Failed)
                 .then(|| status_before(kind))
                 .flatten();
             if let Some(to) = move_to {
                 rvc_store::operator::move_out_of_failed(&tx, product_id, version, to).await?;
             }
-            let status_after = move_to.map(|s| s.to_string());
             let checks: BTreeSet<&str> = idx
                 .iter()
                 .map(|&i| out.findings[i].check.as_str())
@@ -90,8 +89,8 @@ impl Reconciler {
                 product_id,
                 product_version: version,
                 checks: checks.into_iter().collect(),
-                product_status_before: &status,
-                product_status_after: status_after.as_deref(),
+                product_status_before: status,
+                product_status_after: move_to,
             })?;
             rvc_outbox::admin::record_audit(
                 &tx,
@@ -111,7 +110,7 @@ impl Reconciler {
                 product_id,
                 product_version: version,
                 kind,
-                status_after,
+                status_after: move_to,
             });
         }
         tx.commit().await.ctx("repair commit")?;

@@ -67,7 +67,7 @@ pub(super) async fn transitions<C: GenericClient>(
         .collect();
     let mut out = Vec::new();
     for p in rvc_store::operator::product_heads(db, &ids).await? {
-        if p.status != ProductStatus::Failed.as_str() {
+        if p.status != ProductStatus::Failed {
             continue;
         }
         if let Some(to) = earliest
@@ -80,7 +80,7 @@ pub(super) async fn transitions<C: GenericClient>(
                     sku: p.sku,
                     version: p.version,
                     status_before: p.status,
-                    status_after: to.to_string(),
+                    status_after: to,
                 },
                 to,
             });

@@ -16,7 +16,7 @@ use checks::{
     confirm, current_versions, filter_note, not_dead_reason, select_rows, transitions, views,
 };
 use render::{output, render};
-use rvc_domain::{OutboxKind, OutboxState};
+use rvc_domain::{OutboxKind, OutboxState, ProductStatus};
 use rvc_outbox::admin::AuditAction;
 use serde::Serialize;
 use std::collections::BTreeSet;
@@ -32,8 +32,8 @@ struct ReplayAudit<'a> {
     state_before: OutboxState,
     attempts_before: i32,
     last_error_before: Option<&'a str>,
-    product_status_before: Option<&'a str>,
-    product_status_after: Option<&'a str>,
+    product_status_before: Option<ProductStatus>,
+    product_status_after: Option<ProductStatus>,
 }
 
 pub async fn replay(ctx: &Ctx, a: &ReplayArgs) -> Result<(), CtlError> {
@@ -116,8 +116,8 @@ pub async fn replay(ctx: &Ctx, a: &ReplayArgs) -> Result<(), CtlError> {
             state_before: r.state,
             attempts_before: r.attempts,
             last_error_before: r.last_error.as_deref(),
-            product_status_before: t.map(|t| t.status_before.as_str()),
-            product_status_after: t.map(|t| t.status_after.as_str()),
+            product_status_before: t.map(|t| t.status_before),
+            product_status_after: t.map(|t| t.status_after),
         })?;
         rvc_outbox::admin::record_audit(
             &tx,
@@ -147,7 +147,7 @@ struct CancelAudit<'a> {
     state_before: OutboxState,
     attempts: i32,
     last_error_before: Option<&'a str>,
-    product_status: &'a str,
+    product_status: ProductStatus,
 }
 
 pub async fn cancel(ctx: &Ctx, a: &CancelArgs) -> Result<(), CtlError> {
@@ -176,7 +176,7 @@ pub async fn cancel(ctx: &Ctx, a: &CancelArgs) -> Result<(), CtlError> {
         state_before: row.state,
         attempts: row.attempts,
         last_error_before: row.last_error.as_deref(),
-        product_status: &product_status,
+        product_status,
     })?;
     rvc_outbox::admin::record_audit(
         &tx,
