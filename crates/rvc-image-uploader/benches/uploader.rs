@@ -7,11 +7,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 use bytes::Bytes;
-use rvc_domain::{CategoryName, Currency, ImageLimits, Price, ProductName, Sku, SniffedImage};
 use rvc_image_uploader::UploadStep;
 use rvc_objects::{Metadata, ObjectStore, S3Config, S3Store};
 use rvc_outbox::{Backoff, Outbox, Worker, WorkerConfig};
-use rvc_store::products::{ingest, NewProduct, StagedImage};
+use rvc_store::products::ingest;
 use rvc_test_support::s3::TestS3;
 use rvc_test_support::TestDb;
 use std::sync::Arc;
@@ -76,21 +75,7 @@ async fn pipeline(
     let tx = c.transaction().await.unwrap();
     let per = photos.len() / products;
     for (i, chunk) in photos.chunks(per).enumerate() {
-        let p = NewProduct {
-            sku: Sku::parse(&format!("B-{i:06}")).unwrap(),
-            name: ProductName::parse("Bench").unwrap(),
-            category: CategoryName::parse("Bench").unwrap(),
-            price: Price::parse("1.00").unwrap(),
-            currency: Currency::parse("EUR").unwrap(),
-            images: chunk
-                .iter()
-                .map(|b| StagedImage {
-                    meta: SniffedImage::inspect(b, ImageLimits::default()).unwrap(),
-                    bytes: b.clone(),
-                })
-                .collect(),
-            traceparent: None,
-        };
+        let p = rvc_test_support::products::product(&format!("B-{i:06}"), chunk);
         ingest(&tx, &p, None).await.unwrap();
     }
     tx.commit().await.unwrap();

@@ -58,13 +58,7 @@ pub async fn seed_rows(
     n: i64,
     kind: OutboxKind,
 ) -> Result<Vec<Uuid>, OutboxError> {
-    client
-        .execute(
-            "INSERT INTO categories (name) VALUES ('seed') ON CONFLICT (name) DO NOTHING",
-            &[],
-        )
-        .await
-        .ctx("seed category")?;
+    seed_category(client).await?;
     let rows = client
         .query(
             "WITH p AS (
@@ -95,13 +89,7 @@ pub async fn seed_history(
     dead: i64,
     per_product: i64,
 ) -> Result<(), OutboxError> {
-    client
-        .execute(
-            "INSERT INTO categories (name) VALUES ('seed') ON CONFLICT (name) DO NOTHING",
-            &[],
-        )
-        .await
-        .ctx("seed category")?;
+    seed_category(client).await?;
     for (n, state) in [(done, "done"), (dead, "dead")] {
         if n == 0 {
             continue;
@@ -133,5 +121,17 @@ pub async fn seed_history(
             .await
             .ctx("seed history")?;
     }
+    Ok(())
+}
+
+/// The category every seeded product is in.
+async fn seed_category(client: &impl tokio_postgres::GenericClient) -> Result<(), OutboxError> {
+    client
+        .execute(
+            "INSERT INTO categories (name) VALUES ('seed') ON CONFLICT (name) DO NOTHING",
+            &[],
+        )
+        .await
+        .ctx("seed category")?;
     Ok(())
 }
