@@ -34,6 +34,7 @@ pub mod create;
 pub mod error;
 pub mod grpc;
 pub mod key;
+pub mod openapi;
 pub mod ratelimit;
 pub mod scope;
 

@@ -3,11 +3,7 @@
 //! rvc-auth gives (401, 403, 429 with `Retry-After`, 503), so the document matches the server
 //! (schemathesis checks it in `make fuzz-api`).
 use rvc_auth::Scope;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
-use utoipa::openapi::{ContentBuilder, OpenApi as Doc, Ref, ResponseBuilder};
-
-/// The name of the security scheme in the document.
-pub const SCHEME: &str = "api_key";
+use utoipa::openapi::OpenApi as Doc;
 
 /// The scope an HTTP operation needs (`method` lower-case). `None`: open (health, metrics,
 /// the document itself, Swagger UI).
@@ -31,84 +27,12 @@ pub fn grpc_scope(path: &str) -> Option<Scope> {
     }
 }
 
-fn problem(description: &str, retry_after: bool) -> utoipa::openapi::Response {
-    let mut r = ResponseBuilder::new().description(description).content(
-        "application/problem+json",
-        ContentBuilder::new()
-            .schema(Some(Ref::from_schema_name("Problem")))
-            .build(),
-    );
-    if retry_after {
-        r = r.header(
-            "Retry-After",
-            utoipa::openapi::HeaderBuilder::new()
-                .schema(
-                    utoipa::openapi::ObjectBuilder::new()
-                        .schema_type(utoipa::openapi::Type::Integer),
-                )
-                .description(Some("Seconds to wait before retrying"))
-                .build(),
-        );
-    }
-    r.build()
-}
-
 /// The modifier (`#[openapi(modifiers(&Security))]`).
 pub struct Security;
 
 impl utoipa::Modify for Security {
     fn modify(&self, doc: &mut Doc) {
-        let components = doc.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            SCHEME,
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("rvc_<id>_<secret>")
-                    .description(Some(
-                        "An API key from `rvcctl apikey create`, sent as `Authorization: Bearer <key>`",
-                    ))
-                    .build(),
-            ),
-        );
-        for (path, item) in doc.paths.paths.iter_mut() {
-            for (method, op) in [
-                ("get", item.get.as_mut()),
-                ("post", item.post.as_mut()),
-                ("put", item.put.as_mut()),
-                ("delete", item.delete.as_mut()),
-            ] {
-                let (Some(op), Some(scope)) = (op, http_scope(method, path)) else {
-                    continue;
-                };
-                op.security = Some(vec![SecurityRequirement::new(SCHEME, [scope.as_str()])]);
-                let r = &mut op.responses.responses;
-                r.insert(
-                    "401".into(),
-                    problem(
-                        "No API key, or one that is unknown, expired or revoked",
-                        false,
-                    )
-                    .into(),
-                );
-                r.insert(
-                    "403".into(),
-                    problem(&format!("The API key lacks the `{scope}` scope"), false).into(),
-                );
-                r.insert(
-                    "429".into(),
-                    problem("The API key's rate limit is exceeded", true).into(),
-                );
-                // the operation's own 503 (a recognition backend) keeps its description
-                r.entry("503".into()).or_insert_with(|| {
-                    problem(
-                        "The database (or the key store) is unavailable; retry",
-                        true,
-                    )
-                    .into()
-                });
-            }
-        }
+        rvc_auth::openapi::document(doc, http_scope);
     }
 }
 

@@ -1,6 +1,5 @@
 //! The OpenAPI 3 document, served at `/api-docs/openapi.json` (Swagger UI at `/swagger/`).
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
-use utoipa::openapi::{ContentBuilder, OpenApi as Doc, Ref, ResponseBuilder};
+use utoipa::openapi::OpenApi as Doc;
 use utoipa::OpenApi;
 
 #[derive(OpenApi)]
@@ -30,87 +29,25 @@ use utoipa::OpenApi;
 )]
 pub struct ApiDoc;
 
-/// The name of the security scheme in the document.
-pub const SCHEME: &str = "api_key";
-
 /// Adds the bearer scheme, each operation's scope, and the answers rvc-auth gives (401, 403,
 /// 429, 503) to every `/api/v1` operation, so the document matches what the middleware does.
 struct Security;
 
-fn problem(description: &str, retry_after: bool) -> utoipa::openapi::Response {
-    let mut r = ResponseBuilder::new().description(description).content(
-        "application/problem+json",
-        ContentBuilder::new()
-            .schema(Some(Ref::from_schema_name("Problem")))
-            .build(),
-    );
-    if retry_after {
-        r = r.header(
-            "Retry-After",
-            utoipa::openapi::HeaderBuilder::new()
-                .schema(
-                    utoipa::openapi::ObjectBuilder::new()
-                        .schema_type(utoipa::openapi::Type::Integer),
-                )
-                .description(Some("Seconds to wait before retrying"))
-                .build(),
-        );
+/// The scope an operation needs: reading is `catalog:read`, writing (POST, DELETE)
+/// `catalog:write`; health and metrics are open.
+fn scope_of(method: &str, path: &str) -> Option<rvc_auth::Scope> {
+    if !path.starts_with("/api/v1/") {
+        return None;
     }
-    r.build()
+    match method {
+        "get" => Some(rvc_auth::Scope::CatalogRead),
+        "post" | "delete" => Some(rvc_auth::Scope::CatalogWrite),
+        _ => None,
+    }
 }
 
 impl utoipa::Modify for Security {
     fn modify(&self, doc: &mut Doc) {
-        let components = doc.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            SCHEME,
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("rvc_<id>_<secret>")
-                    .description(Some(
-                        "An API key from `rvcctl apikey create`, sent as `Authorization: Bearer <key>`",
-                    ))
-                    .build(),
-            ),
-        );
-        for (path, item) in doc.paths.paths.iter_mut() {
-            if !path.starts_with("/api/v1/") {
-                continue;
-            }
-            for (op, scope) in [
-                (item.get.as_mut(), "catalog:read"),
-                (item.post.as_mut(), "catalog:write"),
-                (item.delete.as_mut(), "catalog:write"),
-            ] {
-                let Some(op) = op else { continue };
-                op.security = Some(vec![SecurityRequirement::new(SCHEME, [scope])]);
-                let r = &mut op.responses.responses;
-                r.insert(
-                    "401".into(),
-                    problem(
-                        "No API key, or one that is unknown, expired or revoked",
-                        false,
-                    )
-                    .into(),
-                );
-                r.insert(
-                    "403".into(),
-                    problem(&format!("The API key lacks the `{scope}` scope"), false).into(),
-                );
-                r.insert(
-                    "429".into(),
-                    problem("The API key's rate limit is exceeded", true).into(),
-                );
-                r.insert(
-                    "503".into(),
-                    problem(
-                        "The database (or the key store) is unavailable; retry",
-                        true,
-                    )
-                    .into(),
-                );
-            }
-        }
+        rvc_auth::openapi::document(doc, scope_of);
     }
 }
