@@ -8,6 +8,7 @@ use rvc_domain::{OutboxKind, OutboxState};
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{GenericClient, Row, Transaction};
 use uuid::Uuid;
 
@@ -42,31 +43,36 @@ impl NewOutboxRow {
 
 /// Inserts `row` in the caller's transaction and signals the workers (the NOTIFY is
 /// delivered at commit, and not at all on rollback).
+///
+/// The insert and the NOTIFY go out as typed statements, pipelined: one round trip, with no
+/// prepare (this runs inside every ingest transaction; issue 17, item 1).
 pub async fn enqueue<C: GenericClient>(db: &C, row: &NewOutboxRow) -> Result<Uuid, OutboxError> {
-    db.execute(
+    let kind = row.kind.as_str();
+    let params: [(&(dyn ToSql + Sync), Type); 7] = [
+        (&row.event_id, Type::UUID),
+        (&row.product_id, Type::UUID),
+        (&row.product_version, Type::INT4),
+        (&kind, Type::TEXT),
+        (&row.payload, Type::JSONB),
+        (&row.traceparent, Type::TEXT),
+        (&row.max_attempts, Type::INT4),
+    ];
+    let insert = db.execute_typed(
         "INSERT INTO outbox (event_id, product_id, product_version, kind, payload, traceparent, max_attempts)
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        &[
-            &row.event_id,
-            &row.product_id,
-            &row.product_version,
-            &row.kind.as_str(),
-            &row.payload,
-            &row.traceparent,
-            &row.max_attempts,
-        ],
-    )
-    .await
-    .ctx("outbox insert")?;
-    notify(db, row.kind).await?;
+        &params,
+    );
+    let (inserted, notified) = futures::join!(insert, notify(db, row.kind));
+    inserted.ctx("outbox insert")?;
+    notified?;
     Ok(row.event_id)
 }
 
 /// NOTIFY the workers of `kind` (a wake-up only; polling is the safety net).
 pub async fn notify<C: GenericClient>(db: &C, kind: OutboxKind) -> Result<(), OutboxError> {
-    db.execute(
+    db.execute_typed(
         "SELECT pg_notify($1, $2)",
-        &[&NOTIFY_CHANNEL, &kind.as_str()],
+        &[(&NOTIFY_CHANNEL, Type::TEXT), (&kind.as_str(), Type::TEXT)],
     )
     .await
     .ctx("notify")?;

@@ -7,6 +7,7 @@ use rvc_domain::{
 };
 use rvc_outbox::NewOutboxRow;
 use serde::Serialize;
+use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
@@ -83,13 +84,13 @@ pub enum IngestOutcome {
 async fn category_id<C: GenericClient>(tx: &C, name: &str) -> Result<i64, StoreError> {
     for _ in 0..3 {
         let row = tx
-            .query_opt(
+            .query_typed_opt(
                 "WITH existing AS (SELECT id FROM categories WHERE name = $1),
                       created AS (INSERT INTO categories (name)
                                   SELECT $1 WHERE NOT EXISTS (SELECT 1 FROM existing)
                                   ON CONFLICT (name) DO NOTHING RETURNING id)
                  SELECT id FROM existing UNION ALL SELECT id FROM created",
-                &[&name],
+                &[(&name, Type::TEXT)],
             )
             .await
             .ctx("category")?;
@@ -108,6 +109,11 @@ async fn category_id<C: GenericClient>(tx: &C, name: &str) -> Result<i64, StoreE
 
 /// Writes a submission inside `tx`: category, product (new version when anything changed),
 /// staged photos and the `upload_images` outbox row. The caller commits.
+///
+/// Every statement of the common path (a new SKU) is typed, so none needs a prepare round
+/// trip, and the photo rows go out pipelined: BEGIN, category, product, photos, outbox row,
+/// COMMIT are six round trips whatever the number of photos (issue 17, item 1; the measured
+/// effect is in docs/benchmarks.md).
 pub async fn ingest<C: GenericClient>(
     tx: &C,
     p: &NewProduct,
@@ -118,18 +124,18 @@ pub async fn ingest<C: GenericClient>(
 
     let new_id = Uuid::now_v7();
     let inserted = tx
-        .query_opt(
+        .query_typed_opt(
             "INSERT INTO products (id, sku, name, category_id, price_minor, currency, content_hash)
              VALUES ($1, $2, $3, $4, $5, $6, $7)
              ON CONFLICT (sku) DO NOTHING RETURNING id, version",
             &[
-                &new_id,
-                &p.sku.as_str(),
-                &p.name.as_str(),
-                &category_id,
-                &p.price.minor_units(),
-                &p.currency.as_str(),
-                &hash,
+                (&new_id, Type::UUID),
+                (&p.sku.as_str(), Type::TEXT),
+                (&p.name.as_str(), Type::TEXT),
+                (&category_id, Type::INT8),
+                (&p.price.minor_units(), Type::INT8),
+                (&p.currency.as_str(), Type::TEXT),
+                (&hash, Type::TEXT),
             ],
         )
         .await
@@ -191,14 +197,8 @@ pub async fn ingest<C: GenericClient>(
         return Err(StoreError::InjectedFault(FailPoint::AfterProductWrite));
     }
 
-    let stmt = tx
-        .prepare(
-            "INSERT INTO product_images (product_id, version, ordinal, sha256, content_type,
-                                         width, height, size_bytes, staged_bytes)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .await
-        .ctx("prepare image insert")?;
+    // One row per photo, all sent before the first answer is awaited (pipelined).
+    let mut rows = Vec::with_capacity(p.images.len());
     for (i, img) in p.images.iter().enumerate() {
         let ordinal =
             i16::try_from(i).map_err(|_| StoreError::Corrupt("too many images".into()))?;
@@ -208,22 +208,34 @@ pub async fn ingest<C: GenericClient>(
             i32::try_from(img.meta.width).unwrap_or(i32::MAX),
             i32::try_from(img.meta.height).unwrap_or(i32::MAX),
         );
-        tx.execute(
-            &stmt,
-            &[
-                &product_id,
-                &version,
-                &ordinal,
-                &img.meta.sha256,
-                &img.meta.format.content_type(),
-                &w,
-                &h,
-                &size,
-                &img.bytes,
-            ],
+        rows.push((ordinal, img, img.meta.format.content_type(), w, h, size));
+    }
+    let params: Vec<[(&(dyn ToSql + Sync), Type); 9]> = rows
+        .iter()
+        .map(|(ordinal, img, content_type, w, h, size)| {
+            [
+                (&product_id as &(dyn ToSql + Sync), Type::UUID),
+                (&version, Type::INT4),
+                (ordinal, Type::INT2),
+                (&img.meta.sha256, Type::TEXT),
+                (content_type, Type::TEXT),
+                (w, Type::INT4),
+                (h, Type::INT4),
+                (size, Type::INT4),
+                (&img.bytes, Type::BYTEA),
+            ]
+        })
+        .collect();
+    let inserts = params.iter().map(|params| {
+        tx.execute_typed(
+            "INSERT INTO product_images (product_id, version, ordinal, sha256, content_type,
+                                         width, height, size_bytes, staged_bytes)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            params,
         )
-        .await
-        .ctx("stage image")?;
+    });
+    for staged in futures::future::join_all(inserts).await {
+        staged.ctx("stage image")?;
     }
     if fail == Some(FailPoint::AfterImages) {
         return Err(StoreError::InjectedFault(FailPoint::AfterImages));
