@@ -1,6 +1,9 @@
-//! Ingest requests/s and p50/p99 latency with two ~200 KB JPEGs per request, beside the
-//! same requests answered by a handler that parses the same form but writes nothing
-//! (the cost of the Postgres transaction is the difference). Same process, same run.
+//! Ingest requests/s and p50/p99 latency with two ~200 KB JPEGs per request, beside two
+//! baselines from the same run: a handler that parses the same form but writes nothing, and
+//! the raw Postgres cost of the same writes (pgbench running `benches/same-writes.sql`, the
+//! statements `rvc_store::products::ingest` sends, on the same database). Then both at a fixed
+//! 100 requests/s (open loop: latency counts from when a request was due, so a slow answer
+//! cannot hide the queue behind it).
 //!
 //! `cargo bench -p rvc-ingest-api --bench ingest [-- REQUESTS CONCURRENCY]`
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
@@ -28,6 +31,132 @@ struct Result {
     rps: f64,
     p50: Duration,
     p99: Duration,
+}
+
+impl Result {
+    fn from_latencies(mut all: Vec<Duration>, elapsed: Duration) -> Self {
+        all.sort();
+        let pick = |q: f64| all[((all.len() as f64 * q) as usize).min(all.len() - 1)];
+        Result {
+            rps: all.len() as f64 / elapsed.as_secs_f64(),
+            p50: pick(0.50),
+            p99: pick(0.99),
+        }
+    }
+}
+
+fn form(images: &[Vec<u8>], sku: String, category: usize) -> reqwest::multipart::Form {
+    let mut form = reqwest::multipart::Form::new()
+        .text("sku", sku)
+        .text("name", "Bench product")
+        .text("category_name", format!("Bench-{category}"))
+        .text("price", "9.99");
+    for (k, img) in images.iter().enumerate() {
+        form = form.part(
+            "images",
+            reqwest::multipart::Part::bytes(img.clone()).file_name(format!("{k}.jpg")),
+        );
+    }
+    form
+}
+
+/// POSTs `requests` products at a fixed `rate` per second, each request sent when it is due
+/// whatever the earlier ones are doing; latency counts from the due time.
+async fn load_at_rate(
+    url: &str,
+    images: &[Vec<u8>],
+    requests: usize,
+    rate: f64,
+    key: &str,
+) -> Result {
+    let http = reqwest::Client::new();
+    let start = tokio::time::Instant::now();
+    let mut tasks = Vec::with_capacity(requests);
+    for i in 0..requests {
+        let due = start + Duration::from_secs_f64(i as f64 / rate);
+        tokio::time::sleep_until(due).await;
+        let (http, url, key) = (http.clone(), url.to_owned(), key.to_owned());
+        let body = form(images, format!("rate-{i}"), i % 100);
+        tasks.push(tokio::spawn(async move {
+            let resp = http
+                .post(&url)
+                .bearer_auth(&key)
+                .multipart(body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status().as_u16(), 202);
+            let _ = resp.bytes().await.unwrap();
+            due.elapsed()
+        }));
+    }
+    let mut all = Vec::with_capacity(requests);
+    for t in tasks {
+        all.push(t.await.unwrap());
+    }
+    Result::from_latencies(all, start.elapsed())
+}
+
+/// Runs `benches/same-writes.sql` with pgbench on `url`: `clients` closed-loop clients for
+/// `transactions` each, or at a fixed `rate` (pgbench `-R`, latency from the scheduled time).
+fn pgbench_same_writes(
+    url: &str,
+    clients: usize,
+    transactions: usize,
+    rate: Option<f64>,
+) -> Result {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/same-writes.sql");
+    let logs = tempfile::tempdir().unwrap();
+    let prefix = logs.path().join("tx");
+    let mut cmd = std::process::Command::new("pgbench");
+    cmd.args(["-n", "-f", script, "-c", &clients.to_string()])
+        .args(["-j", &clients.min(2).to_string()])
+        .args(["-t", &transactions.to_string(), "-l", "--log-prefix"])
+        .arg(&prefix);
+    if let Some(rate) = rate {
+        cmd.args(["-R", &rate.to_string()]);
+    }
+    let out = cmd
+        .arg(url)
+        .output()
+        .expect("pgbench is installed (make setup)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "pgbench failed: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tps: f64 = text
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("tps = ")
+                .and_then(|r| r.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or_else(|| panic!("no tps in pgbench output: {text}"));
+    // One line per transaction: client, transaction, elapsed µs, script, epoch s, µs and,
+    // under -R, the schedule lag in µs (added: latency from when the transaction was due).
+    let mut all = Vec::new();
+    for entry in std::fs::read_dir(logs.path()).unwrap() {
+        let log = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        for line in log.lines() {
+            let cols: Vec<u64> = line
+                .split_whitespace()
+                .map(|c| c.parse().unwrap())
+                .collect();
+            all.push(Duration::from_micros(
+                cols[2] + cols.get(6).copied().unwrap_or(0),
+            ));
+        }
+    }
+    assert_eq!(
+        all.len(),
+        clients * transactions,
+        "one log line per transaction"
+    );
+    let mut r = Result::from_latencies(all, Duration::from_secs(1));
+    r.rps = tps;
+    r
 }
 
 async fn load(
@@ -59,22 +188,12 @@ async fn load(
                 if i >= requests {
                     break lat;
                 }
-                let mut form = reqwest::multipart::Form::new()
-                    .text("sku", format!("{tag}-{i}"))
-                    .text("name", "Bench product")
-                    .text("category_name", format!("Bench-{}", i % categories))
-                    .text("price", "9.99");
-                for (k, img) in images.iter().enumerate() {
-                    form = form.part(
-                        "images",
-                        reqwest::multipart::Part::bytes(img.clone()).file_name(format!("{k}.jpg")),
-                    );
-                }
+                let body = form(&images, format!("{tag}-{i}"), i % categories);
                 let t = Instant::now();
                 let resp = http
                     .post(&url)
                     .bearer_auth(&key)
-                    .multipart(form)
+                    .multipart(body)
                     .send()
                     .await
                     .unwrap();
@@ -88,14 +207,7 @@ async fn load(
     for t in tasks {
         all.extend(t.await.unwrap());
     }
-    let elapsed = start.elapsed();
-    all.sort();
-    let pick = |q: f64| all[((all.len() as f64 * q) as usize).min(all.len() - 1)];
-    Result {
-        rps: requests as f64 / elapsed.as_secs_f64(),
-        p50: pick(0.50),
-        p99: pick(0.99),
-    }
+    Result::from_latencies(all, start.elapsed())
 }
 
 #[actix_web::main]
@@ -142,9 +254,49 @@ async fn main() {
     // departments; "one category" is a bulk load of one department.
     load(&null_url, &images, 20, 2, 1, &key, "warm-null").await;
     load(&real_url, &images, 100, 2, 100, &key, "warm-real").await;
+    // Each measured run that writes starts right after a CHECKPOINT: every run writes a few
+    // hundred MB of WAL, and a checkpoint that an earlier run started would otherwise land in
+    // whichever run comes next.
+    let client = db.client().await;
+    let checkpoint = || async { client.batch_execute("CHECKPOINT").await.unwrap() };
     let base = load(&null_url, &images, requests, concurrency, 1, &key, "null").await;
+    checkpoint().await;
     let many = load(&real_url, &images, requests, concurrency, 100, &key, "many").await;
+    checkpoint().await;
     let one = load(&real_url, &images, requests, concurrency, 1, &key, "one").await;
+    // The same writes straight into Postgres, same database, same photos.
+    client
+        .batch_execute("CREATE TABLE bench_photos (ordinal SMALLINT PRIMARY KEY, bytes BYTEA NOT NULL, sha256 TEXT NOT NULL)")
+        .await
+        .unwrap();
+    for (i, img) in images.iter().enumerate() {
+        client
+            .execute(
+                "INSERT INTO bench_photos VALUES ($1, $2, encode(sha256($2), 'hex'))",
+                &[&(i as i16), img],
+            )
+            .await
+            .unwrap();
+    }
+    checkpoint().await;
+    let per_client = requests.div_ceil(concurrency);
+    let url = db.url.clone();
+    let raw = actix_web::rt::task::spawn_blocking(move || {
+        pgbench_same_writes(&url, concurrency, per_client, None)
+    })
+    .await
+    .unwrap();
+    // A steady 100 requests/s for 10 s: the latency goal (p99 under 50 ms).
+    let rate = 100.0;
+    checkpoint().await;
+    let paced = load_at_rate(&real_url, &images, 1000, rate, &key).await;
+    checkpoint().await;
+    let url = db.url.clone();
+    let raw_paced = actix_web::rt::task::spawn_blocking(move || {
+        pgbench_same_writes(&url, concurrency, 1000 / concurrency, Some(rate))
+    })
+    .await
+    .unwrap();
 
     println!(
         "{requests} requests, {concurrency} concurrent, 2 JPEGs per request ({} and {} bytes)\n",
@@ -154,6 +306,7 @@ async fn main() {
     println!("| --- | ---: | ---: | ---: |");
     for (name, r) in [
         ("parse only, writes nothing (baseline)", &base),
+        ("pgbench, the same writes (same-writes.sql, baseline)", &raw),
         ("rvc-ingest-api POST, 100 categories", &many),
         ("rvc-ingest-api POST, all into one category", &one),
     ] {
@@ -165,10 +318,30 @@ async fn main() {
         );
     }
     println!(
-        "\nratio (real / baseline requests/s): {:.2} across 100 categories, {:.2} into one",
+        "\nratio to parse only: {:.2} across 100 categories, {:.2} into one",
         many.rps / base.rps,
         one.rps / base.rps
     );
+    println!(
+        "ratio to pgbench with the same writes: {:.2} across 100 categories, {:.2} into one",
+        many.rps / raw.rps,
+        one.rps / raw.rps
+    );
+    println!(
+        "\nAt a fixed {rate:.0} requests/s for 10 s (open loop, latency from when each was due):\n"
+    );
+    println!("| writer | p50 | p99 |");
+    println!("| --- | ---: | ---: |");
+    for (name, r) in [
+        ("pgbench -R, the same writes (baseline)", &raw_paced),
+        ("rvc-ingest-api POST, 100 categories", &paced),
+    ] {
+        println!(
+            "| {name} | {:.1} ms | {:.1} ms |",
+            r.p50.as_secs_f64() * 1000.0,
+            r.p99.as_secs_f64() * 1000.0
+        );
+    }
     real_handle.stop(true).await;
     null_handle.stop(true).await;
 }
