@@ -47,6 +47,33 @@ impl Step for NoopStep {
     }
 }
 
+/// Does nothing and writes nothing at commit (no savepoint per row): what the outbox itself
+/// costs per row, the baseline of the outbox and relay benches.
+#[derive(Debug, Clone, Copy)]
+pub struct NullStep(pub OutboxKind);
+
+impl Step for NullStep {
+    type Output = ();
+    const COMMIT_WRITES: bool = false;
+
+    fn kind(&self) -> OutboxKind {
+        self.0
+    }
+
+    async fn execute(&self, _job: &Job) -> Result<(), StepError> {
+        Ok(())
+    }
+
+    async fn commit(
+        &self,
+        _tx: &tokio_postgres::Transaction<'_>,
+        _job: &Job,
+        _output: (),
+    ) -> Result<(), StepError> {
+        Ok(())
+    }
+}
+
 /// DDL of the log table [`NoopStep`] writes to.
 pub const STEP_LOG_DDL: &str = "CREATE TABLE IF NOT EXISTS outbox_step_log (
     event_id UUID PRIMARY KEY, owner TEXT NOT NULL, at TIMESTAMPTZ NOT NULL DEFAULT now())";

@@ -2,6 +2,8 @@
 //! of the same records on the same broker in the same run.
 //!
 //! Usage: `cargo bench -p rvc-relay --bench relay -- [ROWS] [BATCH]` (default 5000 64).
+//! 0. the outbox alone: ROWS publish rows drained by the same worker loop and config with a
+//!    step that does nothing (`NoopStep`): the rate issue 17, item 3 compares the relay with;
 //! 1. relay: ROWS pending publish rows (2 photos each, events without vectors) drained by one
 //!    in-process worker (claim → load from Postgres → one produce call → commit), batch BATCH;
 //! 2. the same encoded records (read back from the topic) produced again, BATCH per call:
@@ -15,13 +17,28 @@ use std::time::{Duration, Instant};
 use rskafka::client::partition::{Compression, UnknownTopicHandling};
 use rskafka::client::ClientBuilder;
 use rskafka::record::Record;
+use rvc_domain::OutboxKind;
 use rvc_kafka::{KafkaOptions, KafkaProducer, KafkaReader, OutRecord};
-use rvc_outbox::{Backoff, Outbox, Worker, WorkerConfig};
+use rvc_outbox::testing::{seed_rows, NullStep};
+use rvc_outbox::{Backoff, Outbox, Step, Worker, WorkerConfig};
 use rvc_relay::testing::seed_publish_rows;
 use rvc_relay::PublishStep;
 use rvc_test_support::kafka::TestKafka;
 use rvc_test_support::TestDb;
 use tokio_util::sync::CancellationToken;
+
+/// Drains every claimable row with one worker calling `run_once` in a loop; the time it took.
+async fn drain<S: Step>(worker: &Worker<S>, rows: usize) -> Duration {
+    let stop = CancellationToken::new();
+    let start = Instant::now();
+    let mut done = 0;
+    while done < rows {
+        let r = worker.run_once(&stop).await.unwrap();
+        assert!(r.claimed > 0, "nothing left to claim at {done}/{rows}");
+        done += r.completed;
+    }
+    start.elapsed()
+}
 
 fn line(name: &str, n: usize, elapsed: Duration) {
     println!(
@@ -48,29 +65,42 @@ async fn main() {
         .unwrap();
     producer.ensure_topic(6, 1).await.unwrap();
     let client = db.client().await;
-    seed_publish_rows(&client, rows, 1, 2).await.unwrap();
-    client.batch_execute("VACUUM ANALYZE outbox").await.unwrap();
-    let step = Arc::new(PublishStep::new(db.pool.clone(), Arc::new(producer), None));
     let cfg = WorkerConfig {
         batch_size: batch,
         poll_interval: Duration::from_millis(20),
         backoff: Backoff::default(),
         ..WorkerConfig::default()
     };
-    let worker = Worker::new(
-        Outbox::new(db.pool.clone(), "bench", rvc_store::pipeline::hooks()),
-        step,
-        cfg,
+    let outbox = || Outbox::new(db.pool.clone(), "bench", rvc_store::pipeline::hooks());
+
+    // --- the outbox alone, same loop and config ---
+    let noop = Worker::new(
+        outbox(),
+        Arc::new(NullStep(OutboxKind::Publish)),
+        cfg.clone(),
     );
-    let stop = CancellationToken::new();
-    let start = Instant::now();
-    let mut done = 0;
-    while done < rows {
-        let r = worker.run_once(&stop).await.unwrap();
-        assert!(r.claimed > 0, "nothing left to claim at {done}/{rows}");
-        done += r.completed;
-    }
-    let relay = start.elapsed();
+    // Warm-up, not timed: the pool's connections and the server's plans and caches, so the
+    // first measured run does not pay for them.
+    seed_rows(&client, 20 * batch as i64, OutboxKind::Publish)
+        .await
+        .unwrap();
+    drain(&noop, 20 * batch).await;
+    seed_rows(&client, rows as i64, OutboxKind::Publish)
+        .await
+        .unwrap();
+    client.batch_execute("VACUUM ANALYZE outbox").await.unwrap();
+    let alone = drain(&noop, rows).await;
+    line(
+        &format!("outbox alone (claim + no-op step + commit, batch {batch})"),
+        rows,
+        alone,
+    );
+
+    // --- the relay ---
+    seed_publish_rows(&client, rows, 1, 2).await.unwrap();
+    client.batch_execute("VACUUM ANALYZE outbox").await.unwrap();
+    let step = Arc::new(PublishStep::new(db.pool.clone(), Arc::new(producer), None));
+    let relay = drain(&Worker::new(outbox(), step, cfg), rows).await;
     line(
         &format!("rvc-relay (Postgres claim + load + produce + commit, batch {batch})"),
         rows,
@@ -149,5 +179,9 @@ async fn main() {
     println!(
         "relay / direct produce time: {:.2}x (the rest is the outbox: claim, load, commit)",
         relay.as_secs_f64() / direct.as_secs_f64()
+    );
+    println!(
+        "relay / outbox-alone rate: {:.2}x (issue 17, item 3: at least 0.5x)",
+        alone.as_secs_f64() / relay.as_secs_f64()
     );
 }
