@@ -56,6 +56,7 @@ fmt: ## format the code
 	$(CARGO) fmt --all
 
 bench: setup ## benchmarks; figures go to docs/benchmarks.md
+	@scripts/setup-bench.sh
 	@scripts/bench.sh
 
 eval: setup ## recognition evaluation, table in docs/recognition.md (EVAL_ARGS="--every 6" for a quick run)

@@ -1,6 +1,9 @@
 //! Outbox claim→complete throughput on a no-op step with 1, 4 and 16 concurrent claimers,
-//! beside `pgbench` write TPS (TPC-B-like) at the same client count on the same server, in
-//! the same run. Prints a markdown table (scripts/bench.sh puts it in docs/benchmarks.md).
+//! beside what a user would pick instead, at the same client count on the same server in the
+//! same run: `pgbench -N` (one-row-per-statement write transactions, the Postgres limit) and
+//! graphile-worker (npm) draining no-op jobs (scripts/bench/graphile-worker/bench.cjs,
+//! installed by scripts/setup-bench.sh). Prints a markdown table (scripts/bench.sh puts it in
+//! docs/benchmarks.md).
 //!
 //! `cargo bench -p rvc-outbox --bench outbox [-- ROWS SECONDS]`
 //!
@@ -10,7 +13,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 use rvc_domain::OutboxKind;
-use rvc_outbox::testing::{seed_history, seed_rows, NoopStep};
+use rvc_outbox::testing::{seed_history, seed_rows, NullStep};
 use rvc_outbox::{Backoff, Outbox, Worker, WorkerConfig};
 use rvc_test_support::TestDb;
 use std::process::Command;
@@ -30,13 +33,8 @@ fn bench_config() -> WorkerConfig {
     }
 }
 
-fn worker(db: &TestDb, name: &str) -> Worker<NoopStep> {
-    let step = Arc::new(NoopStep {
-        kind: OutboxKind::Publish,
-        sleep: Duration::ZERO,
-        log: false,
-        owner: name.to_owned(),
-    });
+fn worker(db: &TestDb, name: &str) -> Worker<NullStep> {
+    let step = Arc::new(NullStep(OutboxKind::Publish));
     Worker::new(
         Outbox::new(db.pool.clone(), name, rvc_store::pipeline::hooks()),
         step,
@@ -79,7 +77,35 @@ async fn drain_rate(db: &TestDb, claimers: usize, rows: i64) -> f64 {
     rows as f64 / elapsed
 }
 
-/// TPC-B-like write transactions per second, as pgbench reports them.
+/// graphile-worker's no-op jobs per second with `concurrency`, on a database of its own.
+fn graphile_jobs_per_sec(url: &str, jobs: i64, concurrency: usize) -> f64 {
+    let repo = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let modules = format!("{repo}/var/bench/graphile-worker/node_modules");
+    assert!(
+        std::path::Path::new(&modules)
+            .join("graphile-worker")
+            .exists(),
+        "graphile-worker is not installed: run `make bench` (scripts/setup-bench.sh)"
+    );
+    let out = Command::new("node")
+        .arg(format!("{repo}/scripts/bench/graphile-worker/bench.cjs"))
+        .args([url, &jobs.to_string(), &concurrency.to_string()])
+        .env("NODE_PATH", modules)
+        .output()
+        .expect("node is installed (make setup)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "graphile-worker bench failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("no jobs/s in: {text}"))
+}
+
+/// `pgbench -N` write transactions per second (TPC-B-like, without the contended
+/// branch/teller updates: the one-row-transaction limit of this server).
 fn pgbench_tps(url: &str, clients: usize, seconds: u32) -> f64 {
     let init = Command::new("pgbench")
         .args(["-i", "-q", "-s", "4", url])
@@ -92,6 +118,7 @@ fn pgbench_tps(url: &str, clients: usize, seconds: u32) -> f64 {
     );
     let out = Command::new("pgbench")
         .args([
+            "-N",
             "-c",
             &clients.to_string(),
             "-j",
@@ -184,8 +211,8 @@ async fn main() {
     }
     let rows: i64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(20_000);
     let seconds: u32 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(10);
-    println!("| claimers | outbox rows/s (no-op step, batch 64) | pgbench TPS (TPC-B, same clients) | ratio |");
-    println!("| ---: | ---: | ---: | ---: |");
+    println!("| claimers | outbox rows/s (no-op step, batch 64) | pgbench -N TPS (same clients) | graphile-worker jobs/s (no-op, same concurrency) | outbox / pgbench -N | outbox / graphile-worker |");
+    println!("| ---: | ---: | ---: | ---: | ---: | ---: |");
     for claimers in [1usize, 4, 16] {
         let rps = outbox_rows_per_sec(claimers, rows).await;
         let db = TestDb::new().await;
@@ -194,6 +221,17 @@ async fn main() {
             .await
             .unwrap();
         drop(db);
-        println!("| {claimers} | {rps:.0} | {tps:.0} | {:.1}× |", rps / tps);
+        let db = TestDb::new().await;
+        let url = db.url.clone();
+        let jobs = rows / 2;
+        let gw = tokio::task::spawn_blocking(move || graphile_jobs_per_sec(&url, jobs, claimers))
+            .await
+            .unwrap();
+        drop(db);
+        println!(
+            "| {claimers} | {rps:.0} | {tps:.0} | {gw:.0} | {:.1}× | {:.1}× |",
+            rps / tps,
+            rps / gw
+        );
     }
 }
