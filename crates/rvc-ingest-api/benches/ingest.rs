@@ -60,6 +60,19 @@ fn form(images: &[Vec<u8>], sku: String, category: usize) -> reqwest::multipart:
     form
 }
 
+/// One POST, which must be accepted; the answer is read to the end.
+async fn post(http: &reqwest::Client, url: &str, key: &str, body: reqwest::multipart::Form) {
+    let resp = http
+        .post(url)
+        .bearer_auth(key)
+        .multipart(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 202);
+    let _ = resp.bytes().await.unwrap();
+}
+
 /// POSTs `requests` products at a fixed `rate` per second, each request sent when it is due
 /// whatever the earlier ones are doing; latency counts from the due time.
 async fn load_at_rate(
@@ -78,15 +91,7 @@ async fn load_at_rate(
         let (http, url, key) = (http.clone(), url.to_owned(), key.to_owned());
         let body = form(images, format!("rate-{i}"), i % 100);
         tasks.push(tokio::spawn(async move {
-            let resp = http
-                .post(&url)
-                .bearer_auth(&key)
-                .multipart(body)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(resp.status().as_u16(), 202);
-            let _ = resp.bytes().await.unwrap();
+            post(&http, &url, &key, body).await;
             due.elapsed()
         }));
     }
@@ -126,13 +131,7 @@ fn pgbench_same_writes(
         "pgbench failed: {text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let tps: f64 = text
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("tps = ")
-                .and_then(|r| r.split_whitespace().next())
-                .and_then(|v| v.parse().ok())
-        })
+    let tps = rvc_test_support::postgres::pgbench_tps(&text)
         .unwrap_or_else(|| panic!("no tps in pgbench output: {text}"));
     // One line per transaction: client, transaction, elapsed µs, script, epoch s, µs and,
     // under -R, the schedule lag in µs (added: latency from when the transaction was due).
@@ -190,15 +189,7 @@ async fn load(
                 }
                 let body = form(&images, format!("{tag}-{i}"), i % categories);
                 let t = Instant::now();
-                let resp = http
-                    .post(&url)
-                    .bearer_auth(&key)
-                    .multipart(body)
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(resp.status().as_u16(), 202);
-                let _ = resp.bytes().await.unwrap();
+                post(&http, &url, &key, body).await;
                 lat.push(t.elapsed());
             }
         }));

@@ -130,12 +130,7 @@ fn pgbench_tps(url: &str, clients: usize, seconds: u32) -> f64 {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix("tps = ")
-                .and_then(|r| r.split_whitespace().next())
-                .and_then(|v| v.parse().ok())
-        })
+    rvc_test_support::postgres::pgbench_tps(&text)
         .unwrap_or_else(|| panic!("no tps in pgbench output: {text}"))
 }
 

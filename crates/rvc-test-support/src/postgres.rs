@@ -188,3 +188,12 @@ impl Drop for TestDb {
         .join();
     }
 }
+
+/// The `tps = …` figure of pgbench's report (`None` when the output has none).
+pub fn pgbench_tps(stdout: &str) -> Option<f64> {
+    stdout.lines().find_map(|l| {
+        l.strip_prefix("tps = ")
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+    })
+}
