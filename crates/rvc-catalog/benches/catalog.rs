@@ -15,21 +15,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-struct Cell {
-    rps: f64,
-    p50: Duration,
-    p99: Duration,
-}
-
-fn summarize(mut lat: Vec<Duration>, elapsed: Duration) -> Cell {
-    lat.sort();
-    let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
-    Cell {
-        rps: lat.len() as f64 / elapsed.as_secs_f64(),
-        p50: pct(0.50),
-        p99: pct(0.99),
-    }
-}
+use rvc_test_support::latency::Summary as Cell;
 
 async fn grpc_cell(addr: std::net::SocketAddr, ids: &[String], callers: usize, secs: f64) -> Cell {
     let mut tasks = Vec::new();
@@ -62,7 +48,7 @@ async fn grpc_cell(addr: std::net::SocketAddr, ids: &[String], callers: usize, s
     for t in tasks {
         all.extend(t.await.unwrap());
     }
-    summarize(all, start.elapsed())
+    Cell::of(all, start.elapsed())
 }
 
 async fn mget_cell(cache: &RedisCache, ids: &[Uuid], callers: usize, secs: f64) -> Cell {
@@ -86,7 +72,7 @@ async fn mget_cell(cache: &RedisCache, ids: &[Uuid], callers: usize, secs: f64) 
     for t in tasks {
         all.extend(t.await.unwrap());
     }
-    summarize(all, start.elapsed())
+    Cell::of(all, start.elapsed())
 }
 
 async fn start(db: &TestDb, prefix: &str, cached: bool) -> rvc_catalog::Running {

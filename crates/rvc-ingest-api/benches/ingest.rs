@@ -27,23 +27,7 @@ async fn null_handler(req: HttpRequest, payload: web::Payload) -> HttpResponse {
     }
 }
 
-struct Result {
-    rps: f64,
-    p50: Duration,
-    p99: Duration,
-}
-
-impl Result {
-    fn from_latencies(mut all: Vec<Duration>, elapsed: Duration) -> Self {
-        all.sort();
-        let pick = |q: f64| all[((all.len() as f64 * q) as usize).min(all.len() - 1)];
-        Result {
-            rps: all.len() as f64 / elapsed.as_secs_f64(),
-            p50: pick(0.50),
-            p99: pick(0.99),
-        }
-    }
-}
+use rvc_test_support::latency::Summary as Result;
 
 fn form(images: &[Vec<u8>], sku: String, category: usize) -> reqwest::multipart::Form {
     let mut form = reqwest::multipart::Form::new()
@@ -99,7 +83,7 @@ async fn load_at_rate(
     for t in tasks {
         all.push(t.await.unwrap());
     }
-    Result::from_latencies(all, start.elapsed())
+    Result::of(all, start.elapsed())
 }
 
 /// Runs `benches/same-writes.sql` with pgbench on `url`: `clients` closed-loop clients for
@@ -153,7 +137,7 @@ fn pgbench_same_writes(
         clients * transactions,
         "one log line per transaction"
     );
-    let mut r = Result::from_latencies(all, Duration::from_secs(1));
+    let mut r = Result::of(all, Duration::from_secs(1));
     r.rps = tps;
     r
 }
@@ -198,7 +182,7 @@ async fn load(
     for t in tasks {
         all.extend(t.await.unwrap());
     }
-    Result::from_latencies(all, start.elapsed())
+    Result::of(all, start.elapsed())
 }
 
 #[actix_web::main]

@@ -6,6 +6,7 @@
 
 pub mod images;
 pub mod kafka;
+pub mod latency;
 pub mod net;
 pub mod objects;
 pub mod outbox;
