@@ -1,4 +1,4 @@
-//! Uploader throughput through the whole pipeline step (claim → HEAD + PUT each photo →
+//! Uploader throughput through the whole pipeline step (claim → PUT each photo →
 //! commit keys, drop staged bytes, complete, enqueue vectorize) beside the raw PUT rate of the
 //! same s3s-fs server, measured in the same run. Prints a markdown table.
 //!
@@ -11,6 +11,7 @@ use rvc_image_uploader::UploadStep;
 use rvc_objects::{Metadata, ObjectStore, S3Config, S3Store};
 use rvc_outbox::{Backoff, Outbox, Worker, WorkerConfig};
 use rvc_store::products::ingest;
+use rvc_test_support::cpu::CpuTimes;
 use rvc_test_support::s3::TestS3;
 use rvc_test_support::TestDb;
 use std::sync::Arc;
@@ -22,10 +23,15 @@ fn png(seed: u64, side: u32) -> Vec<u8> {
     rvc_test_support::images::png(seed, side, side)
 }
 
+/// The processes that share the machine in this bench.
+const CPU_GROUPS: &[&str] = &["bench", "postgres", "s3s-fs"];
+
 struct Rate {
     photos: usize,
     bytes: usize,
     secs: f64,
+    /// CPU time per process group during the run.
+    cpu: CpuTimes,
 }
 
 impl Rate {
@@ -44,6 +50,7 @@ async fn raw_puts(store: Arc<dyn ObjectStore>, photos: &[Vec<u8>], conc: usize) 
     let meta: Metadata = [("sha256".to_owned(), "0".repeat(64))].into();
     let bytes: usize = photos.iter().map(Vec::len).sum();
     let payloads: Vec<Bytes> = photos.iter().map(|p| Bytes::from(p.clone())).collect();
+    let cpu = CpuTimes::now();
     let start = Instant::now();
     for (i, b) in payloads.into_iter().enumerate() {
         let permit = sem.clone().acquire_owned().await.unwrap();
@@ -61,6 +68,7 @@ async fn raw_puts(store: Arc<dyn ObjectStore>, photos: &[Vec<u8>], conc: usize) 
         photos: photos.len(),
         bytes,
         secs: start.elapsed().as_secs_f64(),
+        cpu: CpuTimes::now().since(&cpu),
     }
 }
 
@@ -97,6 +105,7 @@ async fn pipeline(
         cfg,
     );
     let stop = CancellationToken::new();
+    let cpu = CpuTimes::now();
     let start = Instant::now();
     let task = tokio::spawn(w.run(stop.clone()));
     while db
@@ -107,6 +116,7 @@ async fn pipeline(
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let secs = start.elapsed().as_secs_f64();
+    let cpu = CpuTimes::now().since(&cpu);
     stop.cancel();
     task.await.unwrap();
     assert_eq!(
@@ -118,6 +128,7 @@ async fn pipeline(
         photos: photos.len(),
         bytes: photos.iter().map(Vec::len).sum(),
         secs,
+        cpu,
     }
 }
 
@@ -159,9 +170,17 @@ fn main() {
         println!();
         println!("| concurrency | raw PUT photos/s | raw PUT MB/s | uploader photos/s | uploader MB/s | uploader / raw |");
         println!("| ---: | ---: | ---: | ---: | ---: | ---: |");
+        let mut cpu_rows = Vec::new();
         for conc in [1usize, 8] {
             let raw = raw_puts(store.clone(), &photos, conc).await;
             let up = pipeline(store.clone(), products, &photos, conc).await;
+            for (name, r) in [("raw PUT", &raw), ("uploader", &up)] {
+                let cells: Vec<String> = CPU_GROUPS
+                    .iter()
+                    .map(|g| format!("{:.2}", r.cpu.ms_per(g, r.photos)))
+                    .collect();
+                cpu_rows.push(format!("| {conc} | {name} | {} |", cells.join(" | ")));
+            }
             println!(
                 "| {conc} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} |",
                 raw.per_s(),
@@ -174,9 +193,17 @@ fn main() {
         println!();
         println!(
             "Raw: `ObjectStore::put` of the same bytes, `concurrency` in flight. Uploader: the \
-             `upload_images` worker (batch 32, `concurrency` jobs at once; each job HEADs and PUTs \
-             its 2 photos concurrently and commits keys + drops staged bytes + completes + enqueues \
+             `upload_images` worker (batch 32, `concurrency` jobs at once; each job PUTs its 2 \
+             photos concurrently and commits keys + drops staged bytes + completes + enqueues \
              vectorize in one transaction), from the first claim until every product is `images_stored`."
         );
+        println!();
+        println!("CPU time per photo, ms, by process (user + system, from /proc; the three share the 2 cores):");
+        println!();
+        println!("| concurrency | run | {} |", CPU_GROUPS.join(" | "));
+        println!("| ---: | --- |{}", " ---: |".repeat(CPU_GROUPS.len()));
+        for row in cpu_rows {
+            println!("{row}");
+        }
     });
 }

@@ -41,6 +41,10 @@ pub struct Uploaded {
     pub photos: Vec<StoredPhoto>,
     /// Photos already uploaded by an earlier run (staged bytes gone, key set): left alone.
     pub already_stored: usize,
+    /// GC held the product's object lock when the photos were loaded: it may delete one of
+    /// them after its PUT or HEAD, so `commit` checks each is still there (see
+    /// [`rvc_store::objects::objects_lock_free`]).
+    pub verify_at_commit: bool,
 }
 
 /// Puts a product version's staged photos in object storage under deterministic keys.
@@ -90,15 +94,21 @@ impl UploadStep {
         })
     }
 
-    async fn load(&self, job: &Job) -> Result<Vec<Photo>, StepError> {
+    /// The version's photos, and whether GC held the product's object lock at that moment
+    /// (the two queries share one round trip).
+    async fn load(&self, job: &Job) -> Result<(Vec<Photo>, bool), StepError> {
         let client = self
             .pool
             .get()
             .await
             .map_err(|e| StepError::retryable(format!("database connection: {e}")))?;
-        rvc_store::points::photos_to_upload(&**client, job.product_id, job.product_version)
-            .await
-            .map_err(|e| StepError::retryable(e.to_string()))
+        let db = &**client;
+        let (photos, lock_free) = futures::join!(
+            rvc_store::points::photos_to_upload(db, job.product_id, job.product_version),
+            rvc_store::objects::objects_lock_free(db, job.product_id),
+        );
+        let retry = |e: rvc_store::StoreError| StepError::retryable(e.to_string());
+        Ok((photos.map_err(retry)?, !lock_free.map_err(retry)?))
     }
 
     /// PUTs one photo. When the object may already be there — a retry of the row (a claim
@@ -106,9 +116,8 @@ impl UploadStep {
     /// edit or an un-archive that keeps it) — it first HEADs the key and skips the PUT when
     /// an identical object is there. A new photo on a first attempt is PUT without asking:
     /// an object under its key can only hold these very bytes (the key is their sha256), and
-    /// skipping the HEAD saves a round trip per photo on the common path (issue 17). Whether
-    /// the object is still there when the staged bytes go is checked at commit either way,
-    /// under the object lock.
+    /// skipping the HEAD saves a round trip per photo on the common path (issue 17). That a
+    /// GC pass cannot have deleted it since is settled at commit (`verify_still_stored`).
     async fn store_photo(&self, job: &Job, photo: PendingPut) -> Result<StoredPhoto, StepError> {
         let PendingPut {
             ordinal,
@@ -172,6 +181,46 @@ impl UploadStep {
         }
         StepError::classify(e.is_retryable(), msg)
     }
+
+    /// When GC held the product's object lock as `execute` loaded the photos, it may have
+    /// deleted one of them after our HEAD or PUT (it decided before this version existed).
+    /// Under the lock (GC deletes a product's keys only while holding it), check that every
+    /// object is still there before the staged bytes go: an object found missing keeps its
+    /// bytes, and the retry PUTs it again. Once the commit lands, the row refers to the key
+    /// and GC keeps it. When the lock was free at the load, any later GC pass sees this
+    /// version's rows and deletes none of its photos, so the check is skipped (issue 17: it
+    /// was a HEAD per photo on every upload).
+    async fn verify_still_stored(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        job: &Job,
+        photos: &[StoredPhoto],
+    ) -> Result<(), StepError> {
+        rvc_store::objects::lock_product_objects(tx, job.product_id)
+            .await
+            .map_err(|e| StepError::retryable(e.to_string()))?;
+        let heads = join_all(photos.iter().map(|p| async move {
+            let present = self
+                .store
+                .head(&p.key)
+                .await
+                .map_err(|e| self.classify(job, p.ordinal, &p.key, e))?;
+            Ok::<_, StepError>((p, present.is_some()))
+        }))
+        .await;
+        for h in heads {
+            let (p, present) = h?;
+            if !present {
+                metrics::counter!("rvc_uploader_vanished_before_commit_total").increment(1);
+                return Err(StepError::retryable(format!(
+                    "photo {} of product {} v{}: object {} disappeared before the upload committed \
+                     (collected as an orphan or superseded object); staged bytes kept, it is PUT again",
+                    p.ordinal, job.product_id, job.product_version, p.key
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Step for UploadStep {
@@ -182,8 +231,11 @@ impl Step for UploadStep {
     }
 
     async fn execute(&self, job: &Job) -> Result<Uploaded, StepError> {
-        let photos = self.load(job).await?;
-        let mut out = Uploaded::default();
+        let (photos, verify_at_commit) = self.load(job).await?;
+        let mut out = Uploaded {
+            verify_at_commit,
+            ..Uploaded::default()
+        };
         let mut puts = Vec::new();
         for p in photos {
             let Some(bytes) = p.staged else {
@@ -251,32 +303,8 @@ impl Step for UploadStep {
         if output.photos.is_empty() {
             return Ok(());
         }
-        // Under the product's object lock (GC deletes a product's keys only while holding
-        // it), check that every object is still there before the staged bytes go: an object
-        // GC deleted after our HEAD or PUT is found missing here, the bytes stay, and the
-        // retry PUTs it again. Once this commits, the row refers to the key and GC keeps it.
-        rvc_store::objects::lock_product_objects(tx, job.product_id)
-            .await
-            .map_err(|e| StepError::retryable(e.to_string()))?;
-        let heads = join_all(output.photos.iter().map(|p| async move {
-            let present = self
-                .store
-                .head(&p.key)
-                .await
-                .map_err(|e| self.classify(job, p.ordinal, &p.key, e))?;
-            Ok::<_, StepError>((p, present.is_some()))
-        }))
-        .await;
-        for h in heads {
-            let (p, present) = h?;
-            if !present {
-                metrics::counter!("rvc_uploader_vanished_before_commit_total").increment(1);
-                return Err(StepError::retryable(format!(
-                    "photo {} of product {} v{}: object {} disappeared before the upload committed \
-                     (collected as an orphan or superseded object); staged bytes kept, it is PUT again",
-                    p.ordinal, job.product_id, job.product_version, p.key
-                )));
-            }
+        if output.verify_at_commit {
+            self.verify_still_stored(tx, job, &output.photos).await?;
         }
         let stored: Vec<(i16, &str)> = output
             .photos

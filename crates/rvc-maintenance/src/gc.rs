@@ -16,9 +16,10 @@
 //! a photo still staged) is kept, whatever its age: the same photo (same sha256, same key) is
 //! shared by versions. Every orphan is HEADed again (an upload may just have rewritten it),
 //! and right before deleting a product's keys they are classified again in Postgres while GC
-//! holds that product's object lock ([`lock_product_objects`]), which the upload step takes
-//! before dropping staged bytes: a newer version that re-adds a photo either is seen by GC
-//! (object kept) or finds the object gone at its commit (bytes kept, PUT again).
+//! holds that product's object lock ([`lock_product_objects`]). An upload that found the lock
+//! held as it loaded its photos takes it too before dropping staged bytes; one that found it
+//! free is seen by every later pass. So a newer version that re-adds a photo either is seen by
+//! GC (object kept) or finds the object gone at its commit (bytes kept, PUT again).
 use crate::error::{DbContext, MaintenanceError};
 use chrono::{DateTime, Utc};
 use rvc_domain::ImageKey;

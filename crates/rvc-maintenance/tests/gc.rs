@@ -15,6 +15,7 @@ use rvc_objects::{Metadata, ObjectStore};
 use rvc_outbox::{Outbox, Step};
 use rvc_test_support::TestDb;
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -342,23 +343,18 @@ async fn once_flag_of_the_binary() {
     assert!(store.head(&orphan).await.unwrap().is_none());
 }
 
-/// Issue 11, item 2. v1 has photos A and B, v2 only B (A superseded, everything indexed). v3
-/// re-adds A: its upload HEADs A (still there), skips the PUT, and then the DELETE of a GC
-/// pass that classified A before v3 existed lands, before the upload commits. Before the fix
-/// the commit dropped A's staged bytes anyway and the only copy was gone. Now the commit
-/// checks its objects under the product's object lock (which GC holds from its last
-/// classification to its DELETEs), keeps the bytes and fails retryably; the retry PUTs A.
-#[tokio::test]
-async fn an_object_deleted_between_upload_and_commit_is_put_again_not_lost() {
-    let backend = Backend::fs();
-    let db = TestDb::new().await;
-    let store = backend.store().await;
+/// v1 has photos A and B, v2 only B (A superseded, everything indexed), then v3 re-adds A and
+/// its upload row is claimed. Returns the step, the claimed job, A's key, and the product.
+async fn readd_superseded_photo(
+    db: &TestDb,
+    store: Arc<dyn ObjectStore>,
+) -> (UploadStep, Outbox, rvc_outbox::Job, String, Uuid, i32) {
     let (a, b) = (png(11, 16, 16), png(12, 16, 16));
-    let w = worker(&db, store.clone(), worker_config());
-    let (pid, _) = ingest_one(&db, &product("SKU-RE", &[a.clone(), b.clone()])).await;
-    drain(&w, &db, Duration::from_secs(30)).await;
-    let (_, v2) = ingest_one(&db, &product("SKU-RE", std::slice::from_ref(&b))).await;
-    drain(&w, &db, Duration::from_secs(30)).await;
+    let w = worker(db, store.clone(), worker_config());
+    let (pid, _) = ingest_one(db, &product("SKU-RE", &[a.clone(), b.clone()])).await;
+    drain(&w, db, Duration::from_secs(30)).await;
+    let (_, v2) = ingest_one(db, &product("SKU-RE", std::slice::from_ref(&b))).await;
+    drain(&w, db, Duration::from_secs(30)).await;
     let pg = db.pool.get().await.unwrap();
     pg.batch_execute(
         "UPDATE products SET status = 'indexed';
@@ -367,12 +363,11 @@ async fn an_object_deleted_between_upload_and_commit_is_put_again_not_lost() {
     .await
     .unwrap();
     let key_a = format!("products/{pid}/{}.png", rvc_domain::sha256_hex(&a));
-
-    let (_, v3) = ingest_one(&db, &product("SKU-RE", &[a.clone(), b.clone()])).await;
+    let (_, v3) = ingest_one(db, &product("SKU-RE", &[a, b])).await;
     assert_eq!(v3, v2 + 1);
     let outbox = Outbox::new(db.pool.clone(), "race", rvc_store::pipeline::hooks());
-    let step = UploadStep::new(db.pool.clone(), store.clone());
-    let jobs = outbox
+    let step = UploadStep::new(db.pool.clone(), store);
+    let mut jobs = outbox
         .claim(
             rvc_domain::OutboxKind::UploadImages,
             1,
@@ -381,38 +376,62 @@ async fn an_object_deleted_between_upload_and_commit_is_put_again_not_lost() {
         )
         .await
         .unwrap();
-    let out = step.execute(&jobs[0]).await.unwrap();
+    (step, outbox, jobs.remove(0), key_a, pid, v3)
+}
+
+/// Issue 11, item 2. v3 re-adds A: its upload HEADs A (still there) and skips the PUT, while a
+/// GC pass that classified A before v3 existed still holds the product's object lock; that
+/// pass's DELETE of A lands before the upload commits. Before the fix the commit dropped A's
+/// staged bytes anyway and the only copy was gone. Now the step sees at its load that GC holds
+/// the lock, checks its objects at commit under that lock (which GC holds from its last
+/// classification to its DELETEs), keeps the bytes and fails retryably; the retry PUTs A.
+#[tokio::test]
+async fn an_object_deleted_between_upload_and_commit_is_put_again_not_lost() {
+    let backend = Backend::fs();
+    let db = TestDb::new().await;
+    let store = backend.store().await;
+    let (step, outbox, job, key_a, pid, v3) = readd_superseded_photo(&db, store.clone()).await;
+
+    // The GC pass: it took the lock and classified A (superseded) before v3 was ingested.
+    let mut gc = db.client().await;
+    let gc_tx = gc.transaction().await.unwrap();
+    rvc_store::objects::lock_product_objects(&gc_tx, pid)
+        .await
+        .unwrap();
+    let out = step.execute(&job).await.unwrap();
     // A was stored by v1, so the step looks first: it finds A and skips the PUT.
     assert!(
         out.photos.iter().any(|p| p.key == key_a && !p.put),
         "A was still there: PUT skipped"
     );
-    // The DELETE of a GC pass that decided before v3 was ingested.
+    assert!(out.verify_at_commit, "GC held the object lock at the load");
+    // Its DELETE, then its commit (which lets the lock go).
     store.delete(&key_a).await.unwrap();
+    gc_tx.commit().await.unwrap();
 
     let mut c = db.client().await;
     let tx = c.transaction().await.unwrap();
-    if step.commit(&tx, &jobs[0], out).await.is_ok() {
-        outbox
-            .complete_in(&tx, rvc_domain::OutboxKind::UploadImages, &jobs)
-            .await
-            .unwrap();
-        tx.commit().await.unwrap();
-    } else {
-        drop(tx);
-        outbox
-            .fail(
-                &jobs[0],
-                &rvc_outbox::StepError::retryable("object vanished"),
-                &rvc_outbox::Backoff {
-                    base: Duration::from_millis(1),
-                    max: Duration::from_millis(1),
-                },
-                HOUR,
-            )
-            .await
-            .unwrap();
-    }
+    let committed = step.commit(&tx, &job, out).await;
+    assert!(
+        committed
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("disappeared")),
+        "the commit finds A gone: {committed:?}"
+    );
+    drop(tx);
+    outbox
+        .fail(
+            &job,
+            &rvc_outbox::StepError::retryable("object vanished"),
+            &rvc_outbox::Backoff {
+                base: Duration::from_millis(1),
+                max: Duration::from_millis(1),
+            },
+            HOUR,
+        )
+        .await
+        .unwrap();
+    let w = worker(&db, store.clone(), worker_config());
     drain(&w, &db, Duration::from_secs(30)).await;
 
     let staged_or_stored: bool = db
@@ -435,6 +454,43 @@ async fn an_object_deleted_between_upload_and_commit_is_put_again_not_lost() {
         .count("SELECT count(*) FROM product_images WHERE staged_bytes IS NOT NULL")
         .await;
     assert_eq!(staged, 0, "every photo uploaded in the end");
+}
+
+/// Issue 17: when the object lock was free as the upload loaded its photos, the commit does
+/// not HEAD them again. That is safe because a GC pass that runs after the load (here a real
+/// one, with no grace period, between the upload's HEAD and its commit) classifies after it,
+/// sees v3's row still in the pipeline and keeps A.
+#[tokio::test]
+async fn a_gc_pass_after_the_upload_loaded_its_photos_keeps_them() {
+    let backend = Backend::fs();
+    let db = TestDb::new().await;
+    let store = backend.store().await;
+    let (step, outbox, job, key_a, _, _) = readd_superseded_photo(&db, store.clone()).await;
+    let out = step.execute(&job).await.unwrap();
+    assert!(out.photos.iter().any(|p| p.key == key_a && !p.put));
+    assert!(
+        !out.verify_at_commit,
+        "nobody held the object lock at the load"
+    );
+
+    let report = collect_orphans(&db.pool, store.as_ref(), Duration::ZERO, false)
+        .await
+        .unwrap();
+    assert!(
+        report.deleted.iter().all(|d| d.key != key_a),
+        "GC keeps the photo a version in the pipeline re-adds: {report}"
+    );
+    assert!(store.head(&key_a).await.unwrap().is_some());
+
+    let mut c = db.client().await;
+    let tx = c.transaction().await.unwrap();
+    step.commit(&tx, &job, out).await.unwrap();
+    outbox
+        .complete_in(&tx, rvc_domain::OutboxKind::UploadImages, &[job])
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert!(store.head(&key_a).await.unwrap().is_some());
 }
 
 /// The binary on its schedule: an aged orphan goes within a few ticks, `/metrics` counts it,

@@ -19,10 +19,11 @@ const MAINTENANCE_LOCK: i64 = 0x7276_632d_6763;
 const BATCH: usize = 500;
 
 /// Takes the transaction-scoped lock on `product_id`'s objects. GC holds it from its last
-/// classification of a product's keys to their DELETEs; the upload step holds it from
-/// verifying its objects to dropping the staged bytes. So either the upload's commit sees the
-/// object gone (and keeps the bytes, to PUT again) or GC sees the new version's row (and
-/// keeps the object): no window is left in between.
+/// classification of a product's keys to their DELETEs. The upload step, when GC held it while
+/// the step loaded its photos ([`objects_lock_free`]), holds it from verifying its objects to
+/// dropping the staged bytes. So either the upload's commit sees the object gone (and keeps
+/// the bytes, to PUT again) or GC sees the new version's row (and keeps the object): no window
+/// is left in between.
 pub async fn lock_product_objects<C: GenericClient>(
     tx: &C,
     product_id: Uuid,
@@ -34,6 +35,30 @@ pub async fn lock_product_objects<C: GenericClient>(
     .await
     .ctx("lock product objects")?;
     Ok(())
+}
+
+/// Whether nobody holds `product_id`'s object lock right now: it takes the lock and lets it go
+/// at once. Call it outside a transaction (on a transaction the lock would stay until its end).
+///
+/// GC deletes a product's objects only while it holds this lock, from a classification that
+/// sees every committed row to the DELETEs. So when the lock is free at some instant, a GC
+/// pass that deletes one of the product's objects later took the lock later and classified
+/// later: it sees every row committed before that instant, and keeps what they still need.
+/// The upload step asks this when it loads a version's photos; only when GC held the lock then
+/// does it check at commit that its objects are still there.
+pub async fn objects_lock_free<C: GenericClient>(
+    db: &C,
+    product_id: Uuid,
+) -> Result<bool, StoreError> {
+    db.query_one(
+        "SELECT pg_try_advisory_xact_lock($1, hashtext($2::uuid::text)) AS free",
+        &[&OBJECTS_LOCK_CLASS, &product_id],
+    )
+    .await
+    .ctx("probe product objects lock")?
+    .try_get("free")
+    .ctx("probe product objects lock")
+    .map_err(Into::into)
 }
 
 /// How Postgres sees an object key.

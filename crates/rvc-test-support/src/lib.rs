@@ -4,6 +4,7 @@
 //! failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod cpu;
 pub mod images;
 pub mod kafka;
 pub mod latency;
