@@ -17,6 +17,10 @@ use uuid::Uuid;
 
 use rvc_test_support::latency::Summary as Cell;
 
+/// The allocator of the rvc-catalog binary (src/main.rs), so the figures are the binary's.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 async fn grpc_cell(addr: std::net::SocketAddr, ids: &[String], callers: usize, secs: f64) -> Cell {
     let mut tasks = Vec::new();
     let start = Instant::now();

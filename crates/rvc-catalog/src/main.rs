@@ -2,6 +2,12 @@
 use clap::Parser;
 use rvc_catalog::{Config, ReaderOptions};
 
+/// mimalloc rather than glibc's malloc: a cache-hot GetProductsInfo allocates a few hundred
+/// small strings, and glibc's allocator took a fifth of the CPU; +25 % requests/s at 8 and 32
+/// callers (docs/benchmarks.md, the catalog section; the bench uses the same allocator).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     rvc_runtime::load_dotenv()?;
