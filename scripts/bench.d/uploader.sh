@@ -2,4 +2,4 @@
 # upload_images step beside the raw PUT rate of the same s3s-fs server, same run.
 # Needs s3s-fs (scripts/setup-s3.sh) and Postgres on 127.0.0.1:5432.
 section "Image uploader: upload_images step vs raw PUTs to the same s3s-fs" \
-  cargo bench -q -p rvc-image-uploader --bench uploader -- 200
+  cargo bench -q -p rvc-image-uploader --bench uploader -- 1000
