@@ -3,7 +3,6 @@ use crate::error::RecognitionError;
 use crate::geometry::{grid, BoxF};
 use crate::lookup::{ProductInfo, ProductLookup};
 use crate::ml::MlRegionsClient;
-use futures::{StreamExt, TryStreamExt};
 use rvc_vectors::VectorIndex;
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
@@ -43,9 +42,6 @@ pub struct RecognizerConfig {
     /// Pooled approach: proposals verified by a crop embedding.
     #[arg(long, env = "RECOGNITION_VERIFY", default_value_t = 6)]
     pub verify: usize,
-    /// Vector-index searches in flight per request.
-    #[arg(long, env = "RECOGNITION_SEARCH_CONCURRENCY", default_value_t = 16)]
-    pub search_concurrency: usize,
     /// Most objects returned for one photo.
     #[arg(long, env = "RECOGNITION_MAX_OBJECTS", default_value_t = 8)]
     pub max_objects: usize,
@@ -309,7 +305,7 @@ impl Recognizer {
         })
     }
 
-    /// Searches every vector (bounded concurrency), keeps each product's best score per region,
+    /// Searches every vector (one batch request to the index), keeps each product's best score per region,
     /// and drops products the lookup does not know (not indexed, archived, deleted).
     async fn search_all(
         &self,
@@ -318,20 +314,21 @@ impl Recognizer {
         limit: u64,
         known: &mut HashMap<Uuid, ProductInfo>,
     ) -> Result<Vec<Region>, RecognitionError> {
-        let results: Vec<(BoxF, Vec<(Uuid, f32)>)> =
-            futures::stream::iter(vectors.into_iter().map(|(b, v)| async move {
-                let hits = index.search(v, limit).await?;
+        let (boxes, vectors): (Vec<BoxF>, Vec<Vec<f32>>) = vectors.into_iter().unzip();
+        let found = index.search_many(vectors, limit).await?;
+        let results: Vec<(BoxF, Vec<(Uuid, f32)>)> = boxes
+            .into_iter()
+            .zip(found)
+            .map(|(b, hits)| {
                 let mut seen = HashSet::new();
                 let per_product = hits
                     .into_iter()
                     .filter(|h| seen.insert(h.payload.product_id))
                     .map(|h| (h.payload.product_id, h.score))
                     .collect::<Vec<_>>();
-                Ok::<_, RecognitionError>((b, per_product))
-            }))
-            .buffered(self.cfg.search_concurrency.max(1))
-            .try_collect()
-            .await?;
+                (b, per_product)
+            })
+            .collect();
         let missing: Vec<Uuid> = results
             .iter()
             .flat_map(|(_, h)| h.iter().map(|(id, _)| *id))

@@ -24,6 +24,7 @@
 //! | | `Count` | filter; always exact |
 //! | | `Search` | nearest neighbours of a dense vector: filter, limit, offset, score threshold |
 //! | | `Query` | only `query = nearest(dense vector)` without prefetch: same as `Search` |
+//! | | `QueryBatch` | several such queries on one collection, run under one shard read lock |
 //! | | `CreateFieldIndex`, `DeleteFieldIndex` | payload index (keyword, integer, float, bool, uuid, datetime, text, geo) |
 //!
 //! Filters support `must` / `should` / `must_not`, nested filters, field `match`
@@ -32,7 +33,7 @@
 //! Everything else answers `UNIMPLEMENTED` with a message naming the method or option:
 //! collection update, aliases, cluster info/setup, shard keys, named / sparse / multi vectors,
 //! `update_vectors`, `delete_vectors`, payload set/overwrite/delete/clear, vector names,
-//! search/recommend/query batches and groups, recommend, discover, `update_batch`, facet,
+//! search/recommend batches, search/query groups, recommend, discover, `update_batch`, facet,
 //! search matrix, `order_by`, `min_should`, geo / values-count / datetime-range conditions,
 //! conditional upserts (`update_filter`, `update_mode`), shard key selectors and snapshots.
 //!

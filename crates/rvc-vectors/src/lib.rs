@@ -19,8 +19,9 @@ use chrono::{DateTime, Utc};
 use qdrant_client::qdrant::{
     point_id::PointIdOptions, vector_output, vectors_config, Condition, CountPointsBuilder,
     CreateCollectionBuilder, CreateFieldIndexCollectionBuilder, DeletePointsBuilder, Distance,
-    FieldType, Filter, GetPointsBuilder, PointId, PointStruct, QueryPointsBuilder, Range,
-    ScrollPointsBuilder, UpsertPointsBuilder, Value, VectorParamsBuilder,
+    FieldType, Filter, GetPointsBuilder, PointId, PointStruct, QueryBatchPointsBuilder,
+    QueryPoints, QueryPointsBuilder, Range, ScoredPoint, ScrollPointsBuilder, UpsertPointsBuilder,
+    Value, VectorParamsBuilder,
 };
 use qdrant_client::{Payload, Qdrant, QdrantError};
 use serde::{Deserialize, Serialize};
@@ -463,27 +464,56 @@ impl VectorIndex {
     ) -> Result<Vec<SearchHit>, VectorIndexError> {
         let resp = self
             .client
-            .query(
-                QueryPointsBuilder::new(&self.collection)
-                    .query(vector)
-                    .limit(limit)
-                    .with_payload(true),
-            )
+            .query(self.nearest_query(vector, limit))
             .await
             .map_err(qerr("query"))?;
-        resp.result
-            .into_iter()
-            .map(|p| {
-                let id = uuid_of(p.id)?;
-                let payload = decode_payload(&id.to_string(), p.payload)?;
-                Ok(SearchHit {
-                    id,
-                    score: p.score,
-                    payload,
-                })
-            })
-            .collect()
+        hits(resp.result)
     }
+
+    /// [`Self::search`] of every vector in one request (Qdrant's `QueryBatch`): one list of
+    /// hits per vector, in order. Recognition searches every region of a photo this way.
+    pub async fn search_many(
+        &self,
+        vectors: Vec<Vec<f32>>,
+        limit: u64,
+    ) -> Result<Vec<Vec<SearchHit>>, VectorIndexError> {
+        if vectors.is_empty() {
+            return Ok(Vec::new());
+        }
+        let queries: Vec<QueryPoints> = vectors
+            .into_iter()
+            .map(|v| self.nearest_query(v, limit))
+            .collect();
+        let resp = self
+            .client
+            .query_batch(QueryBatchPointsBuilder::new(&self.collection, queries))
+            .await
+            .map_err(qerr("query_batch"))?;
+        resp.result.into_iter().map(|r| hits(r.result)).collect()
+    }
+
+    fn nearest_query(&self, vector: Vec<f32>, limit: u64) -> QueryPoints {
+        QueryPointsBuilder::new(&self.collection)
+            .query(vector)
+            .limit(limit)
+            .with_payload(true)
+            .build()
+    }
+}
+
+fn hits(points: Vec<ScoredPoint>) -> Result<Vec<SearchHit>, VectorIndexError> {
+    points
+        .into_iter()
+        .map(|p| {
+            let id = uuid_of(p.id)?;
+            let payload = decode_payload(&id.to_string(), p.payload)?;
+            Ok(SearchHit {
+                id,
+                score: p.score,
+                payload,
+            })
+        })
+        .collect()
 }
 
 fn product_filter_condition(product_id: Uuid) -> Condition {

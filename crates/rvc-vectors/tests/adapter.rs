@@ -207,6 +207,36 @@ async fn search_returns_the_nearest_points_best_first() {
     server.stop().await;
 }
 
+#[tokio::test]
+async fn search_many_answers_each_vector_as_its_own_search_in_order() {
+    let server = Server::start().await;
+    let index = VectorIndex::connect(&server.url, &collection()).unwrap();
+    let dim = 32;
+    index.ensure_collection(dim as u64).await.unwrap();
+    let product = Uuid::now_v7();
+    let points: Vec<_> = (0..40).map(|i| record(product, 1, i, dim)).collect();
+    index.upsert(points.clone()).await.unwrap();
+
+    let targets = [31usize, 0, 17, 31];
+    let queries: Vec<Vec<f32>> = targets.iter().map(|&t| points[t].vector.clone()).collect();
+    let batch = index.search_many(queries.clone(), 3).await.unwrap();
+    assert_eq!(batch.len(), targets.len());
+    for ((hits, &t), q) in batch.iter().zip(&targets).zip(queries) {
+        assert_eq!(hits[0].id, points[t].id, "target {t}");
+        let single = index.search(q, 3).await.unwrap();
+        let ids = |h: &[rvc_vectors::SearchHit]| h.iter().map(|h| h.id).collect::<Vec<_>>();
+        assert_eq!(ids(hits), ids(&single), "target {t}");
+    }
+    assert!(index.search_many(Vec::new(), 3).await.unwrap().is_empty());
+    // a wrong dimension in any query fails the whole batch, as a single search would
+    let err = index
+        .search_many(vec![vector(1, dim), vector(2, dim + 1)], 3)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("dimension"), "{err}");
+    server.stop().await;
+}
+
 /// Rough throughput of the whole path (client, gRPC, engine, flush per request). Prints the
 /// numbers (`--nocapture`); asserts correctness only.
 #[tokio::test]

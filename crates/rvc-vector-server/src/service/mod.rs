@@ -109,9 +109,8 @@ fn check_dim(coll: &Collection, v: &[f32]) -> Result<(), Status> {
     Ok(())
 }
 
-/// Nearest-neighbour search shared by `Search` and `Query`.
+/// One nearest-neighbour search (of `Search`, `Query` or one entry of `QueryBatch`).
 struct Nearest {
-    collection: String,
     vector: Vec<f32>,
     filter: Option<pb::Filter>,
     limit: usize,
@@ -122,37 +121,60 @@ struct Nearest {
 }
 
 impl VectorService {
-    async fn nearest(&self, n: Nearest) -> Result<Vec<pb::ScoredPoint>, Status> {
-        let coll = self.collection(&n.collection)?;
-        check_dim(&coll, &n.vector)?;
-        let req = SearchRequest {
-            query: QueryEnum::Nearest(NamedQuery {
-                query: VectorInternal::Dense(n.vector),
-                using: None,
-            }),
-            filter: convert::filter_from_pb(n.filter.as_ref())?,
-            params: None,
-            limit: n.limit,
-            offset: n.offset,
-            with_payload: Some(convert::with_payload_from_pb(
-                n.with_payload.as_ref(),
-                false,
-            )?),
-            with_vector: Some(convert::with_vector_from_pb(n.with_vectors.as_ref())?),
-            score_threshold: n.score_threshold,
-        };
-        let hits =
-            blocking(move || coll.read(|shard| Ok(shard.search(req)?)).map_err(to_status)).await?;
+    /// Runs `searches` on `collection` in one engine task (one shard read lock); one result
+    /// list per search, in order.
+    async fn nearest(
+        &self,
+        collection: &str,
+        searches: Vec<Nearest>,
+    ) -> Result<Vec<Vec<pb::ScoredPoint>>, Status> {
+        let coll = self.collection(collection)?;
+        let reqs = searches
+            .into_iter()
+            .map(|n| {
+                check_dim(&coll, &n.vector)?;
+                Ok(SearchRequest {
+                    query: QueryEnum::Nearest(NamedQuery {
+                        query: VectorInternal::Dense(n.vector),
+                        using: None,
+                    }),
+                    filter: convert::filter_from_pb(n.filter.as_ref())?,
+                    params: None,
+                    limit: n.limit,
+                    offset: n.offset,
+                    with_payload: Some(convert::with_payload_from_pb(
+                        n.with_payload.as_ref(),
+                        false,
+                    )?),
+                    with_vector: Some(convert::with_vector_from_pb(n.with_vectors.as_ref())?),
+                    score_threshold: n.score_threshold,
+                })
+            })
+            .collect::<Result<Vec<_>, Status>>()?;
+        let hits = blocking(move || {
+            coll.read(|shard| {
+                reqs.into_iter()
+                    .map(|r| Ok(shard.search(r)?))
+                    .collect::<Result<Vec<_>, StoreError>>()
+            })
+            .map_err(to_status)
+        })
+        .await?;
         Ok(hits
             .into_iter()
-            .map(|p| pb::ScoredPoint {
-                id: Some(convert::point_id_to_pb(p.id)),
-                payload: convert::payload_to_pb(p.payload),
-                score: p.score,
-                version: p.version,
-                vectors: convert::vectors_to_pb(p.vector),
-                shard_key: None,
-                order_value: None,
+            .map(|points| {
+                points
+                    .into_iter()
+                    .map(|p| pb::ScoredPoint {
+                        id: Some(convert::point_id_to_pb(p.id)),
+                        payload: convert::payload_to_pb(p.payload),
+                        score: p.score,
+                        version: p.version,
+                        vectors: convert::vectors_to_pb(p.vector),
+                        shard_key: None,
+                        order_value: None,
+                    })
+                    .collect()
             })
             .collect())
     }

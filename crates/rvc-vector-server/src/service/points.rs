@@ -214,18 +214,20 @@ impl Points for VectorService {
         if req.sparse_indices.is_some() {
             return Err(unimplemented("sparse vectors"));
         }
+        let search = Nearest {
+            vector: req.vector,
+            filter: req.filter,
+            limit: usize::try_from(req.limit).unwrap_or(usize::MAX),
+            offset: usize::try_from(req.offset.unwrap_or(0)).unwrap_or(usize::MAX),
+            score_threshold: req.score_threshold,
+            with_payload: req.with_payload,
+            with_vectors: req.with_vectors,
+        };
         let result = self
-            .nearest(Nearest {
-                collection: req.collection_name,
-                vector: req.vector,
-                filter: req.filter,
-                limit: usize::try_from(req.limit).unwrap_or(usize::MAX),
-                offset: usize::try_from(req.offset.unwrap_or(0)).unwrap_or(usize::MAX),
-                score_threshold: req.score_threshold,
-                with_payload: req.with_payload,
-                with_vectors: req.with_vectors,
-            })
-            .await?;
+            .nearest(&req.collection_name, vec![search])
+            .await?
+            .pop()
+            .unwrap_or_default();
         Ok(Response::new(pb::SearchResponse {
             result,
             time: elapsed(start),
@@ -354,37 +356,12 @@ impl Points for VectorService {
     ) -> Result<Response<pb::QueryResponse>, Status> {
         let start = Instant::now();
         let req = request.into_inner();
-        no_shard_key(req.shard_key_selector.as_ref())?;
-        if !req.prefetch.is_empty() {
-            return Err(unimplemented("query prefetch"));
-        }
-        if req.lookup_from.is_some() {
-            return Err(unimplemented("query lookup_from"));
-        }
-        if req.using.as_deref().is_some_and(|n| !n.is_empty()) {
-            return Err(unimplemented("named vectors"));
-        }
-        let vector = match req.query.and_then(|q| q.variant) {
-            Some(query::Variant::Nearest(pb::VectorInput {
-                variant: Some(vector_input::Variant::Dense(d)),
-            })) => d.data,
-            Some(_) => return Err(unimplemented("queries other than nearest(dense vector)")),
-            None => return Err(unimplemented("queries without a query vector")),
-        };
+        let collection = req.collection_name.clone();
         let result = self
-            .nearest(Nearest {
-                collection: req.collection_name,
-                vector,
-                filter: req.filter,
-                limit: req
-                    .limit
-                    .map_or(10, |l| usize::try_from(l).unwrap_or(usize::MAX)),
-                offset: usize::try_from(req.offset.unwrap_or(0)).unwrap_or(usize::MAX),
-                score_threshold: req.score_threshold,
-                with_payload: req.with_payload,
-                with_vectors: req.with_vectors,
-            })
-            .await?;
+            .nearest(&collection, vec![nearest_of_query(req)?])
+            .await?
+            .pop()
+            .unwrap_or_default();
         Ok(Response::new(pb::QueryResponse {
             result,
             time: elapsed(start),
@@ -392,11 +369,31 @@ impl Points for VectorService {
         }))
     }
 
+    /// Several nearest queries on the batch's collection in one engine task (recognition
+    /// searches every region of a photo with one call). As in Qdrant, each query's own
+    /// `collection_name` is not consulted.
     async fn query_batch(
         &self,
-        _request: Request<pb::QueryBatchPoints>,
+        request: Request<pb::QueryBatchPoints>,
     ) -> Result<Response<pb::QueryBatchResponse>, Status> {
-        Err(unimplemented("Points/QueryBatch"))
+        let start = Instant::now();
+        let req = request.into_inner();
+        let searches = req
+            .query_points
+            .into_iter()
+            .map(nearest_of_query)
+            .collect::<Result<Vec<_>, Status>>()?;
+        let result = self
+            .nearest(&req.collection_name, searches)
+            .await?
+            .into_iter()
+            .map(|result| pb::BatchResult { result })
+            .collect();
+        Ok(Response::new(pb::QueryBatchResponse {
+            result,
+            time: elapsed(start),
+            usage: None,
+        }))
     }
 
     async fn query_groups(
@@ -426,4 +423,36 @@ impl Points for VectorService {
     ) -> Result<Response<pb::SearchMatrixOffsetsResponse>, Status> {
         Err(unimplemented("Points/SearchMatrixOffsets"))
     }
+}
+
+/// The search a `QueryPoints` asks for; only nearest(dense vector) queries are served.
+fn nearest_of_query(req: pb::QueryPoints) -> Result<Nearest, Status> {
+    no_shard_key(req.shard_key_selector.as_ref())?;
+    if !req.prefetch.is_empty() {
+        return Err(unimplemented("query prefetch"));
+    }
+    if req.lookup_from.is_some() {
+        return Err(unimplemented("query lookup_from"));
+    }
+    if req.using.as_deref().is_some_and(|n| !n.is_empty()) {
+        return Err(unimplemented("named vectors"));
+    }
+    let vector = match req.query.and_then(|q| q.variant) {
+        Some(query::Variant::Nearest(pb::VectorInput {
+            variant: Some(vector_input::Variant::Dense(d)),
+        })) => d.data,
+        Some(_) => return Err(unimplemented("queries other than nearest(dense vector)")),
+        None => return Err(unimplemented("queries without a query vector")),
+    };
+    Ok(Nearest {
+        vector,
+        filter: req.filter,
+        limit: req
+            .limit
+            .map_or(10, |l| usize::try_from(l).unwrap_or(usize::MAX)),
+        offset: usize::try_from(req.offset.unwrap_or(0)).unwrap_or(usize::MAX),
+        score_threshold: req.score_threshold,
+        with_payload: req.with_payload,
+        with_vectors: req.with_vectors,
+    })
 }
