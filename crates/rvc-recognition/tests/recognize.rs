@@ -4,14 +4,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use actix_web::{test, App};
-use image::{DynamicImage, ImageFormat, RgbImage};
 use rvc_proto::catalog::recognition_service_server::RecognitionService;
 use rvc_recognition::grpc::RecognitionGrpc;
 use rvc_recognition::http::{configure, HttpLimits, RecognizeState};
 use rvc_recognition::{BoxF, MlRegionsClient, PgProductLookup, Recognizer, RecognizerConfig};
 use rvc_test_support::TestDb;
 use rvc_vectors::{PointPayload, PointRecord, VectorIndex};
-use std::io::Cursor;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -187,38 +185,23 @@ impl Env {
     }
 }
 
-/// A 1024×768 checkout scene: a plain noisy counter with the photos pasted at `boxes`.
+/// A 1024×768 checkout scene with the photos pasted at `boxes`.
 fn scene(photos: &[(&[u8], BoxF)]) -> Vec<u8> {
-    let (w, h) = (1024u32, 768u32);
-    let mut canvas = RgbImage::from_fn(w, h, |x, y| {
-        let n = ((x * 7919 + y * 104729) % 23) as u8;
-        image::Rgb([180 + n, 176 + n, 168 + n])
-    });
-    for (bytes, b) in photos {
-        let img = image::load_from_memory(bytes).unwrap();
-        let (pw, ph) = ((b.width * w as f32) as u32, (b.height * h as f32) as u32);
-        let resized = img.resize_exact(pw, ph, image::imageops::FilterType::Triangle);
-        image::imageops::overlay(
-            &mut canvas,
-            &resized.to_rgb8(),
-            i64::from((b.x * w as f32) as u32),
-            i64::from((b.y * h as f32) as u32),
-        );
-    }
-    let mut out = Vec::new();
-    DynamicImage::ImageRgb8(canvas)
-        .write_to(&mut Cursor::new(&mut out), ImageFormat::Jpeg)
-        .unwrap();
-    out
+    let photos: Vec<_> = photos
+        .iter()
+        .map(|(p, b)| (*p, (b.x, b.y, b.width, b.height)))
+        .collect();
+    rvc_test_support::images::checkout_scene(&photos)
 }
 
 /// A box square in pixels: `side` of the 768-px short side, at (x, y) fractions.
 fn square(x: f32, y: f32, side: f32) -> BoxF {
+    let (x, y, width, height) = rvc_test_support::images::scene_square(x, y, side);
     BoxF {
         x,
         y,
-        width: side * 768.0 / 1024.0,
-        height: side,
+        width,
+        height,
     }
 }
 

@@ -39,6 +39,40 @@ pub fn jpeg_with_quality(seed: u64, w: u32, h: u32, quality: u8) -> Vec<u8> {
     buf
 }
 
+/// A rectangle in fractions of an image: x, y, width, height.
+pub type Frac = (f32, f32, f32, f32);
+
+/// A 1024×768 checkout scene as a JPEG: a plain, slightly noisy counter with each photo resized
+/// into its box (fractions of the frame) and pasted over it, later ones on top.
+pub fn checkout_scene(photos: &[(&[u8], Frac)]) -> Vec<u8> {
+    let (w, h) = (1024u32, 768u32);
+    let mut canvas = image::RgbImage::from_fn(w, h, |x, y| {
+        let n = ((x * 7919 + y * 104_729) % 23) as u8;
+        image::Rgb([180 + n, 176 + n, 168 + n])
+    });
+    for (bytes, (x, y, bw, bh)) in photos {
+        let img = image::load_from_memory(bytes).unwrap();
+        let (pw, ph) = ((bw * w as f32) as u32, (bh * h as f32) as u32);
+        let resized = img.resize_exact(pw, ph, image::imageops::FilterType::Triangle);
+        image::imageops::overlay(
+            &mut canvas,
+            &resized.to_rgb8(),
+            i64::from((x * w as f32) as u32),
+            i64::from((y * h as f32) as u32),
+        );
+    }
+    let mut out = Vec::new();
+    image::DynamicImage::ImageRgb8(canvas)
+        .write_to(&mut Cursor::new(&mut out), image::ImageFormat::Jpeg)
+        .unwrap();
+    out
+}
+
+/// A box of [`checkout_scene`] square in pixels: `side` of the 768-px short side, at (x, y).
+pub fn scene_square(x: f32, y: f32, side: f32) -> Frac {
+    (x, y, side * 768.0 / 1024.0, side)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,8 @@
 //! Shared test plumbing: real Postgres (a database per test), real Redis (the machine's, with
 //! a key prefix per test, or a redis-server of the test's own), products written with SQL.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+#![allow(dead_code, unused_imports, clippy::unwrap_used, clippy::expect_used)]
+pub mod recognition;
+
 use rvc_cache::{CacheConfig, RedisCache};
 use rvc_catalog::{Catalog, ReaderOptions};
 pub use rvc_test_support::paths::redis_url;
