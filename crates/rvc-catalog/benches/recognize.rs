@@ -121,7 +121,7 @@ async fn main() {
         recognize(&env, &key, &scene, None).await;
     }
 
-    let ml = MachineLearningServiceClient::connect(env.ml_url.clone())
+    let ml = MachineLearningServiceClient::connect(env.backends.ml_url.clone())
         .await
         .unwrap()
         .max_decoding_message_size(64 << 20)

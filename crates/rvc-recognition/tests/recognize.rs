@@ -8,12 +8,11 @@ use rvc_proto::catalog::recognition_service_server::RecognitionService;
 use rvc_recognition::grpc::RecognitionGrpc;
 use rvc_recognition::http::{configure, HttpLimits, RecognizeState};
 use rvc_recognition::{BoxF, MlRegionsClient, PgProductLookup, Recognizer, RecognizerConfig};
+use rvc_test_support::recognition::RecognitionBackends;
 use rvc_test_support::TestDb;
-use rvc_vectors::{PointPayload, PointRecord, VectorIndex};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use uuid::Uuid;
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -21,14 +20,6 @@ fn fixture(name: &str) -> Vec<u8> {
         .join("../rvc-ml-service/tests/fixtures")
         .join(name);
     std::fs::read(&p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
-}
-
-struct Child(std::process::Child);
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 struct Product {
@@ -40,75 +31,26 @@ struct Product {
 struct Env {
     db: TestDb,
     recognizer: Arc<Recognizer>,
-    _index: Child,
-    _dir: PathBuf,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self._dir);
-    }
+    backends: RecognitionBackends,
 }
 
 async fn start() -> Env {
     let db = TestDb::new().await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let ml_url = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
-    let cfg = rvc_ml_service::ServiceConfig {
-        embedder: rvc_ml_service::EmbedderConfig {
-            model_path: rvc_test_support::paths::model_path(),
-            ..Default::default()
-        },
-        workers: 2,
-        shutdown_grace_secs: 1,
-        ..Default::default()
-    };
-    tokio::spawn(rvc_ml_service::serve(listener, cfg, async move {
-        let _ = rx.await;
-    }));
-    let dir = std::env::temp_dir().join(format!("rvc-rec-test-{}", Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let port = rvc_test_support::net::free_port();
-    let child = Child(
-        Command::new(rvc_test_support::paths::vector_index_bin(
-            std::path::Path::new(env!("CARGO_BIN_EXE_rvc-recognition-eval")),
-        ))
-        .env("VECTOR_ADDR", format!("127.0.0.1:{port}"))
-        .env("VECTOR_DATA_DIR", &dir)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap(),
-    );
-    let index = VectorIndex::connect(&format!("http://127.0.0.1:{port}"), "products").unwrap();
-    let ml = MlRegionsClient::new(&ml_url, Duration::from_secs(120)).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        if index.health_check().await.is_ok() && ml.model_version().await.is_ok() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "ML service or vector index did not come up"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    index.ensure_collection(1280).await.unwrap();
+    let backends = RecognitionBackends::start(
+        std::path::Path::new(env!("CARGO_BIN_EXE_rvc-recognition-eval")),
+        "products",
+    )
+    .await;
     let recognizer = Arc::new(Recognizer::new(
-        ml,
-        index,
+        MlRegionsClient::new(&backends.ml_url, Duration::from_secs(120)).unwrap(),
+        backends.index.clone(),
         Arc::new(PgProductLookup::new(db.pool.clone())),
         RecognizerConfig::default(),
     ));
     Env {
         db,
         recognizer,
-        _index: child,
-        _dir: dir,
-        _stop: stop,
+        backends,
     }
 }
 
@@ -130,58 +72,11 @@ async fn add_product(env: &Env, sku: &str, photo: Vec<u8>) -> Product {
     )
     .await
     .unwrap();
-    let index = env_index(env);
-    let mv = env.recognizer_model_version().await;
-    let views = [
-        BoxF::WHOLE,
-        BoxF {
-            x: 0.2,
-            y: 0.2,
-            width: 0.6,
-            height: 0.6,
-        },
-    ];
-    let r = env_ml(env)
-        .regions(photo.clone(), &views, &[])
-        .await
-        .unwrap();
-    let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&photo));
-    let points = r
-        .crops
-        .into_iter()
-        .enumerate()
-        .map(|(i, vector)| PointRecord {
-            id: rvc_vectors::point_id(id, &sha, &format!("{mv}#{i}")),
-            vector,
-            payload: PointPayload {
-                product_id: id,
-                sku: sku.to_owned(),
-                product_version: 1,
-                image_key: format!("products/{id}/{sha}.jpg"),
-                model_version: mv.clone(),
-                created_at: chrono::Utc::now(),
-            },
-        })
-        .collect();
-    index.upsert(points).await.unwrap();
+    env.backends.index_photo(id, sku, &photo).await;
     Product {
         id,
         sku: sku.to_owned(),
         photo,
-    }
-}
-
-fn env_index(env: &Env) -> VectorIndex {
-    env.recognizer.index().clone()
-}
-
-fn env_ml(env: &Env) -> MlRegionsClient {
-    env.recognizer.ml().clone()
-}
-
-impl Env {
-    async fn recognizer_model_version(&self) -> String {
-        self.recognizer.ml().model_version().await.unwrap()
     }
 }
 

@@ -16,6 +16,7 @@ pub mod postgres;
 pub mod process;
 pub mod products;
 pub mod proxy;
+pub mod recognition;
 pub mod s3;
 pub mod wait;
 

@@ -5,13 +5,9 @@ use super::*;
 use clap::Parser;
 use rvc_auth::AuthMode;
 use rvc_catalog::{Config, ReaderOptions};
-use rvc_recognition::{BoxF, MlRegionsClient};
-use rvc_test_support::process::ChildGuard;
+use rvc_test_support::recognition::RecognitionBackends;
 use rvc_test_support::TestDb;
-use rvc_vectors::{PointPayload, PointRecord, VectorIndex};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -25,75 +21,20 @@ pub fn fixture(name: &str) -> Vec<u8> {
 pub struct Env {
     pub db: TestDb,
     pub svc: rvc_catalog::Running,
-    pub ml: MlRegionsClient,
-    pub index: VectorIndex,
-    pub model_version: String,
+    /// The ML service and the vector index rvc-catalog talks to.
+    pub backends: RecognitionBackends,
     pub http: reqwest::Client,
     pub base: String,
-    /// The ML service's address (for a client of its own, as the bench's baseline).
-    pub ml_url: String,
-    _index_proc: ChildGuard,
-    dir: PathBuf,
-    _stop_ml: tokio::sync::oneshot::Sender<()>,
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
 
 pub async fn start() -> Env {
     let db = TestDb::new().await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let ml_url = format!("http://{}", listener.local_addr().unwrap());
-    let (stop_ml, rx) = tokio::sync::oneshot::channel::<()>();
-    let ml_cfg = rvc_ml_service::ServiceConfig {
-        embedder: rvc_ml_service::EmbedderConfig {
-            model_path: rvc_test_support::paths::model_path(),
-            ..Default::default()
-        },
-        workers: 2,
-        shutdown_grace_secs: 1,
-        ..Default::default()
-    };
-    tokio::spawn(rvc_ml_service::serve(listener, ml_cfg, async move {
-        let _ = rx.await;
-    }));
-    let dir = std::env::temp_dir().join(format!("rvc-cat-rec-{}", Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let port = rvc_test_support::net::free_port();
-    let index_proc = ChildGuard::spawn(
-        "rvc-vector-index",
-        Command::new(rvc_test_support::paths::vector_index_bin(
-            std::path::Path::new(env!("CARGO_BIN_EXE_rvc-catalog")),
-        ))
-        .env("VECTOR_ADDR", format!("127.0.0.1:{port}"))
-        .env("VECTOR_DATA_DIR", &dir)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null()),
-    )
-    .unwrap();
-    let qdrant_url = format!("http://127.0.0.1:{port}");
     let collection = "product_images";
-    let index = VectorIndex::connect(&qdrant_url, collection).unwrap();
-    let ml = MlRegionsClient::new(&ml_url, Duration::from_secs(120)).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let model_version = loop {
-        if index.health_check().await.is_ok() {
-            if let Ok(v) = ml.model_version().await {
-                break v;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "ML service or vector index did not come up"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    index.ensure_collection(1280).await.unwrap();
-
+    let backends = RecognitionBackends::start(
+        std::path::Path::new(env!("CARGO_BIN_EXE_rvc-catalog")),
+        collection,
+    )
+    .await;
     let mut cfg = Config::parse_from(["rvc-catalog"]);
     cfg.grpc_addr = "127.0.0.1:0".into();
     cfg.http_addr = "127.0.0.1:0".into();
@@ -102,9 +43,8 @@ pub async fn start() -> Env {
     cfg.cache.redis_url = Some(redis_url());
     cfg.cache.cache_key_prefix = prefix();
     cfg.auth.auth_mode = AuthMode::Enforce;
-    let ml_url_kept = ml_url.clone();
-    cfg.recognition.ml_service_url = ml_url;
-    cfg.recognition.qdrant.qdrant_url = qdrant_url;
+    cfg.recognition.ml_service_url = backends.ml_url.clone();
+    cfg.recognition.qdrant.qdrant_url = backends.qdrant_url.clone();
     cfg.recognition.qdrant.qdrant_collection = collection.into();
     // debug builds on a shared machine: the first inference can be slow
     cfg.recognition.recognition_ml_timeout_ms = 120_000;
@@ -121,15 +61,9 @@ pub async fn start() -> Env {
     Env {
         db,
         svc,
-        ml,
-        index,
-        model_version,
+        backends,
         http: reqwest::Client::new(),
         base,
-        ml_url: ml_url_kept,
-        _index_proc: index_proc,
-        dir,
-        _stop_ml: stop_ml,
     }
 }
 
@@ -144,35 +78,7 @@ pub async fn add_product(env: &Env, sku: &str, photo: &[u8]) -> Uuid {
     )
     .await
     .unwrap();
-    let views = [
-        BoxF::WHOLE,
-        BoxF {
-            x: 0.2,
-            y: 0.2,
-            width: 0.6,
-            height: 0.6,
-        },
-    ];
-    let r = env.ml.regions(photo.to_vec(), &views, &[]).await.unwrap();
-    let sha = format!("{:064x}", id.as_u128());
-    let points = r
-        .crops
-        .into_iter()
-        .enumerate()
-        .map(|(i, vector)| PointRecord {
-            id: rvc_vectors::point_id(id, &sha, &format!("{}#{i}", env.model_version)),
-            vector,
-            payload: PointPayload {
-                product_id: id,
-                sku: sku.to_owned(),
-                product_version: 1,
-                image_key: format!("products/{id}/{sha}.jpg"),
-                model_version: env.model_version.clone(),
-                created_at: chrono::Utc::now(),
-            },
-        })
-        .collect();
-    env.index.upsert(points).await.unwrap();
+    env.backends.index_photo(id, sku, photo).await;
     id
 }
 
