@@ -14,7 +14,7 @@ use rvc_e2e::{fixture_photos, vary};
 use rvc_kafka::KafkaReader;
 use rvc_proto::events::product_change_event::Operation;
 use rvc_relay::testing::{decode_all, SeenEvent};
-use rvc_vectors::VectorIndex;
+use rvc_vectors::{GalleryView, VectorIndex};
 use uuid::Uuid;
 
 /// (version, status, archived) of a product.
@@ -161,7 +161,11 @@ async fn archive_end_to_end_then_unarchive_within_retention_and_gc_after_it() {
     let a = stack.post_product("ARC-A", "3.50", &a_photos).await;
     let b = stack.post_product("ARC-B", "4.50", &photos(5, 2)).await;
     wait_indexed(&mut stack, &[(a, 1), (b, 1)], 120).await;
-    assert_eq!(index.count(Some(a)).await.unwrap(), 2);
+    assert_eq!(
+        index.count(Some(a)).await.unwrap(),
+        4,
+        "two views of two photos"
+    );
     let a_objects = objects(&stack, a, 1).await;
     let b_objects = objects(&stack, b, 1).await;
 
@@ -253,7 +257,11 @@ async fn archive_end_to_end_then_unarchive_within_retention_and_gc_after_it() {
         a_objects,
         "objects were re-used"
     );
-    assert_eq!(index.count(Some(a)).await.unwrap(), 2);
+    assert_eq!(
+        index.count(Some(a)).await.unwrap(),
+        4,
+        "two views of two photos"
+    );
     let ev = events(&stack).await;
     assert_eq!(
         product_events(&ev, a),
@@ -380,7 +388,11 @@ async fn a_price_only_edit_makes_no_ml_call_and_a_partial_photo_change_embeds_on
     assert!(!vector.is_empty());
     let hits = index.search(vector, 10).await.unwrap();
     let mine: Vec<_> = hits.iter().filter(|h| h.payload.product_id == id).collect();
-    assert_eq!(mine.len(), 2);
+    assert_eq!(
+        mine.len(),
+        2 * GalleryView::ALL.len(),
+        "two views of two photos"
+    );
     assert!(
         mine.iter().all(|h| h.payload.product_version == 2),
         "{mine:?}"
@@ -407,6 +419,7 @@ async fn a_price_only_edit_makes_no_ml_call_and_a_partial_photo_change_embeds_on
             .unwrap()
             .iter()
             .map(|r| r.get("point_id"))
+            .flat_map(GalleryView::point_ids)
             .collect();
         v.sort();
         v

@@ -17,7 +17,7 @@ use std::time::Duration;
 use rvc_e2e::stack::{Stack, COLLECTION};
 use rvc_e2e::{binary, fixture_photos, vary, Proc};
 use rvc_test_support::net::free_port;
-use rvc_vectors::{point_id, VectorIndex};
+use rvc_vectors::{point_id, GalleryView, VectorIndex};
 use uuid::Uuid;
 
 const MODEL_B: &str = "e2e-model-b@1";
@@ -368,7 +368,7 @@ async fn a_model_migration_killed_half_way_resumes_and_switches_with_no_empty_an
     for (id, _version, photos) in &products {
         let want: BTreeSet<Uuid> = photos
             .iter()
-            .map(|(sha, _, _)| point_id(*id, sha, MODEL_B))
+            .flat_map(|(sha, _, _)| GalleryView::point_ids(point_id(*id, sha, MODEL_B)))
             .collect();
         let have: BTreeSet<Uuid> = index_b
             .product_point_ids(*id)

@@ -146,11 +146,15 @@ async fn fifty_products_reach_indexed_and_every_surface_agrees() {
         );
     }
 
-    // --- vector index: one point per photo ---
+    // --- vector index: one point per gallery view of each photo ---
     let index = VectorIndex::connect(&stack.qdrant_url, COLLECTION).unwrap();
-    assert_eq!(index.count(None).await.unwrap() as usize, photos_total);
+    let views = rvc_vectors::GalleryView::ALL.len();
+    assert_eq!(
+        index.count(None).await.unwrap() as usize,
+        photos_total * views
+    );
     for id in ids.iter().take(5) {
-        let expect = images.iter().filter(|(p, ..)| p == id).count();
+        let expect = images.iter().filter(|(p, ..)| p == id).count() * views;
         assert_eq!(index.count(Some(*id)).await.unwrap() as usize, expect);
     }
 

@@ -14,7 +14,7 @@ use rvc_e2e::stack::{Stack, COLLECTION, TOPIC, WORKERS};
 use rvc_e2e::{fixture_photos, vary};
 use rvc_kafka::KafkaReader;
 use rvc_relay::testing::decode_all;
-use rvc_vectors::VectorIndex;
+use rvc_vectors::{GalleryView, VectorIndex};
 use uuid::Uuid;
 
 const PRODUCTS: usize = 10;
@@ -149,7 +149,7 @@ async fn updates_under_random_worker_kills_and_gc_end_with_exactly_the_latest_ve
         let want: BTreeSet<Uuid> = latest
             .iter()
             .filter(|(p, ..)| p == id)
-            .map(|(.., pt)| *pt)
+            .flat_map(|(.., pt)| GalleryView::point_ids(*pt))
             .collect();
         let got: BTreeSet<Uuid> = index
             .product_point_ids(*id)
@@ -159,7 +159,10 @@ async fn updates_under_random_worker_kills_and_gc_end_with_exactly_the_latest_ve
             .collect();
         assert_eq!(got, want, "points of product {id}");
     }
-    assert_eq!(index.count(None).await.unwrap() as usize, PRODUCTS * 3);
+    assert_eq!(
+        index.count(None).await.unwrap() as usize,
+        PRODUCTS * 3 * GalleryView::ALL.len()
+    );
 
     // Object storage: every object the latest version references exists.
     let store = stack.object_store().await;

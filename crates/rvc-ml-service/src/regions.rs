@@ -440,7 +440,18 @@ pub async fn handle(
     let crops = req.crops.iter().map(conv).collect();
     let pooled = req.pooled.iter().map(conv).collect();
     let size = usize::try_from(req.pooling_input_size).unwrap_or(usize::MAX);
-    let out = regions.embed(req.image_data, crops, pooled, size).await?;
+    let out = regions.embed(req.image_data, crops, pooled, size).await;
+    // One image per call, counted with VectorizeImage's (the error-rate alert sees both).
+    let outcome = match &out {
+        Ok(_) => Some("ok"),
+        Err(MlError::InvalidImage(_)) => Some("invalid"),
+        Err(MlError::InvalidRequest(_)) => None,
+        Err(_) => Some("error"),
+    };
+    if let Some(outcome) = outcome {
+        metrics::counter!("ml_images_total", "outcome" => outcome).increment(1);
+    }
+    let out = out?;
     let wrap = |v: Vec<Vec<f32>>| {
         v.into_iter()
             .map(|vector| rvc_proto::ml::Embedding { vector })

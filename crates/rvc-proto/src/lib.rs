@@ -3,6 +3,18 @@
 
 pub mod ml {
     tonic::include_proto!("rvc.ml.v1");
+
+    impl From<(f32, f32, f32, f32)> for Box {
+        /// A box from `(x, y, width, height)` in fractions of the image.
+        fn from((x, y, width, height): (f32, f32, f32, f32)) -> Self {
+            Box {
+                x,
+                y,
+                width,
+                height,
+            }
+        }
+    }
 }
 
 pub mod events {

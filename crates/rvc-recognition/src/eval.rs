@@ -12,7 +12,7 @@ use crate::{
     RecognizerConfig,
 };
 use async_trait::async_trait;
-use rvc_vectors::{PointPayload, PointRecord, VectorIndex, VectorIndexError};
+use rvc_vectors::{GalleryView, PointPayload, PointRecord, VectorIndex, VectorIndexError};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::io::Write;
@@ -37,8 +37,8 @@ pub struct EvalArgs {
     /// Use only every n-th query (a quick run).
     #[arg(long, default_value_t = 1)]
     pub every: usize,
-    /// Gallery views indexed per photo: whole (the vectorizer's point) and/or centre (the
-    /// central 60 % square, a second point).
+    /// Gallery views indexed per photo (`rvc_vectors::GalleryView`; the vectorizer indexes
+    /// both): whole and/or centre (the central 60 %).
     #[arg(long, value_delimiter = ',', default_value = "whole,centre")]
     pub views: Vec<String>,
     #[command(flatten)]
@@ -111,15 +111,6 @@ impl Drop for Child {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-fn centre() -> BoxF {
-    BoxF {
-        x: 0.2,
-        y: 0.2,
-        width: 0.6,
-        height: 0.6,
     }
 }
 
@@ -207,16 +198,23 @@ async fn index_gallery(
     model_version: &str,
 ) -> Result<HashMap<Uuid, ProductInfo>, EvalError> {
     let t0 = Instant::now();
-    let views: Vec<(&str, BoxF)> = args
+    let views: Vec<GalleryView> = args
         .views
         .iter()
-        .filter_map(|v| match v.as_str() {
-            "whole" => Some(("whole", BoxF::WHOLE)),
-            "centre" | "center" => Some(("centre", centre())),
-            _ => None,
+        .filter_map(|v| GalleryView::parse(v))
+        .collect();
+    let boxes: Vec<BoxF> = views
+        .iter()
+        .map(|v| {
+            let (x, y, width, height) = v.frac_box();
+            BoxF {
+                x,
+                y,
+                width,
+                height,
+            }
         })
         .collect();
-    let boxes: Vec<BoxF> = views.iter().map(|(_, b)| *b).collect();
     let mut catalog = HashMap::new();
     for (i, g) in gallery.iter().enumerate() {
         let pid = Uuid::new_v5(
@@ -230,8 +228,8 @@ async fn index_gallery(
         let points = views
             .iter()
             .zip(r.crops)
-            .map(|((name, _), vector)| PointRecord {
-                id: rvc_vectors::point_id(pid, &sha, &format!("{model_version}#{name}")),
+            .map(|(view, vector)| PointRecord {
+                id: view.point_id(rvc_vectors::point_id(pid, &sha, model_version)),
                 vector,
                 payload: PointPayload {
                     product_id: pid,

@@ -68,6 +68,20 @@ pub fn checkout_scene(photos: &[(&[u8], Frac)]) -> Vec<u8> {
     out
 }
 
+/// The pixels of `photo` inside `frac` as a PNG (lossless), cut as the ML service cuts a crop
+/// (start rounded down, end rounded up).
+pub fn crop_png(photo: &[u8], (x, y, bw, bh): Frac) -> Vec<u8> {
+    let img = image::load_from_memory(photo).unwrap();
+    let (w, h) = (img.width() as f32, img.height() as f32);
+    let (x0, y0) = ((x * w).floor() as u32, (y * h).floor() as u32);
+    let (x1, y1) = (((x + bw) * w).ceil() as u32, ((y + bh) * h).ceil() as u32);
+    let mut out = Vec::new();
+    img.crop_imm(x0, y0, x1 - x0, y1 - y0)
+        .write_to(&mut Cursor::new(&mut out), image::ImageFormat::Png)
+        .unwrap();
+    out
+}
+
 /// A box of [`checkout_scene`] square in pixels: `side` of the 768-px short side, at (x, y).
 pub fn scene_square(x: f32, y: f32, side: f32) -> Frac {
     (x, y, side * 768.0 / 1024.0, side)

@@ -2,20 +2,17 @@
 //! rvc-catalog:
 //! - the ML service in-process with the real model;
 //! - the `rvc-vector-index` binary;
-//! - gallery photos indexed as `make eval` indexes them (the whole photo and its central 60 %,
-//!   two points).
+//! - gallery photos indexed as the vectorizer indexes them: one point per
+//!   [`rvc_vectors::GalleryView`] (the whole photo and its central 60 %).
 use crate::process::ChildGuard;
 use rvc_proto::ml::machine_learning_service_client::MachineLearningServiceClient;
 use rvc_proto::ml::{Box as PbBox, EmbedRegionsRequest, GetModelInfoRequest};
-use rvc_vectors::{PointPayload, PointRecord, VectorIndex};
+use rvc_vectors::{GalleryView, PointPayload, PointRecord, VectorIndex};
 use sha2::Digest;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
-
-/// The gallery views of one photo: the whole photo and its central 60 %.
-const VIEWS: [(f32, f32, f32, f32); 2] = [(0.0, 0.0, 1.0, 1.0), (0.2, 0.2, 0.6, 0.6)];
 
 pub struct RecognitionBackends {
     pub ml_url: String,
@@ -104,14 +101,9 @@ impl RecognitionBackends {
             .unwrap()
             .max_decoding_message_size(64 << 20)
             .max_encoding_message_size(64 << 20);
-        let crops = VIEWS
+        let crops = GalleryView::ALL
             .iter()
-            .map(|&(x, y, width, height)| PbBox {
-                x,
-                y,
-                width,
-                height,
-            })
+            .map(|v| PbBox::from(v.frac_box()))
             .collect();
         let r = ml
             .embed_regions(EmbedRegionsRequest {
@@ -129,9 +121,9 @@ impl RecognitionBackends {
         let points = r
             .crops
             .into_iter()
-            .enumerate()
-            .map(|(i, e)| PointRecord {
-                id: rvc_vectors::point_id(product_id, &sha, &format!("{mv}#{i}")),
+            .zip(GalleryView::ALL)
+            .map(|(e, view)| PointRecord {
+                id: view.point_id(rvc_vectors::point_id(product_id, &sha, mv)),
                 vector: e.vector,
                 payload: PointPayload {
                     product_id,

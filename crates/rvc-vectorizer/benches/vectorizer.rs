@@ -1,4 +1,5 @@
-//! The ML service's own throughput (direct `VectorizeImage` calls, `CONCURRENCY` in flight)
+//! The ML service's own throughput (direct `EmbedRegions` calls for a photo's gallery views,
+//! the ML work the vectorizer asks for per photo, `CONCURRENCY` in flight)
 //! beside the vectorizer's photos/s through the whole pipeline (outbox claim → object store
 //! → the same ML service → vector index upsert + delete → one completing transaction), in the
 //! same run. Prints a markdown table (scripts/bench.d/vectorizer.sh puts it in
@@ -15,8 +16,9 @@ mod common;
 use common::*;
 use rvc_outbox::{Backoff, WorkerConfig};
 use rvc_proto::ml::machine_learning_service_client::MachineLearningServiceClient;
-use rvc_proto::ml::VectorizeRequest;
+use rvc_proto::ml::{Box as PbBox, EmbedRegionsRequest};
 use rvc_test_support::TestDb;
+use rvc_vectors::GalleryView;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
@@ -43,14 +45,21 @@ async fn standalone(
         tasks.push(tokio::spawn(async move {
             let t = Instant::now();
             let r = c
-                .vectorize_image(VectorizeRequest {
+                .embed_regions(EmbedRegionsRequest {
                     image_data: bytes,
                     image_type: "image/jpeg".to_owned(),
+                    crops: GalleryView::ALL
+                        .iter()
+                        .map(|v| PbBox::from(v.frac_box()))
+                        .collect(),
+                    pooled: Vec::new(),
+                    pooling_input_size: 0,
                 })
                 .await
                 .unwrap()
                 .into_inner();
-            assert_eq!(r.vector.len(), 1280);
+            assert_eq!(r.crops.len(), GalleryView::ALL.len());
+            assert!(r.crops.iter().all(|e| e.vector.len() == 1280));
             drop(permit);
             t.elapsed().as_secs_f64() * 1000.0
         }));
@@ -165,17 +174,17 @@ async fn main() {
     println!();
     println!("| measure | value |");
     println!("| --- | ---: |");
-    println!("| ML standalone, images/s (mean of a run before and after the pipeline: {ips_before:.1}, {ips_after:.1}) | {ips:.1} |");
+    println!("| ML standalone, photos/s (EmbedRegions of both gallery views; mean of a run before and after the pipeline: {ips_before:.1}, {ips_after:.1}) | {ips:.1} |");
     println!("| vectorizer through the pipeline, photos/s | {pps:.1} |");
     println!("| ratio (goal ≥ 80 %) | {:.0} % |", pps / ips * 100.0);
     println!("| vector index (debug build) CPU during the pipeline | {index_cpu:.1} s of {pipeline_secs:.1} s |");
     println!(
-        "| ML latency per image, p50 (standalone, {} calls) | {:.1} ms |",
+        "| ML latency per photo, p50 (standalone, {} calls) | {:.1} ms |",
         lat.len(),
         percentile(&lat, 0.5)
     );
     println!(
-        "| ML latency per image, p99 | {:.1} ms |",
+        "| ML latency per photo, p99 | {:.1} ms |",
         percentile(&lat, 0.99)
     );
 }

@@ -12,7 +12,9 @@ use rvc_domain::ModelState;
 use rvc_objects::ObjectStore;
 use rvc_outbox::StepError;
 use rvc_store::models::Model as ModelRow;
-use rvc_vectors::{point_id, PointPayload, PointRecord, VectorIndex, VectorIndexError};
+use rvc_vectors::{
+    point_id, GalleryView, PointPayload, PointRecord, VectorIndex, VectorIndexError,
+};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -360,11 +362,12 @@ impl Lanes {
         })
     }
 
-    /// The points of `version`'s photos in `lane`: a photo whose point is already in the
-    /// lane's collection (same product, sha256 and model: an edit that keeps it) is written
-    /// back with the new payload, only new photos cost an ML call (`pace` is awaited before
-    /// each). Returns the points (one per distinct photo) and `(ordinal, point id)` of every
-    /// photo.
+    /// The points of `version`'s photos in `lane`, one per [`GalleryView`] of each photo: a
+    /// photo whose points are already in the lane's collection (same product, sha256 and model:
+    /// an edit that keeps it) is written back with the new payload, only new photos cost an ML
+    /// call (`pace` is awaited before each). Returns the points (one per view of each distinct
+    /// photo) and `(ordinal, point id)` of every photo (the whole view's id, which Postgres
+    /// records; the other views' ids derive from it).
     pub async fn points(
         &self,
         lane: &Lane,
@@ -375,23 +378,38 @@ impl Lanes {
         pace: Option<&Pacer>,
     ) -> Result<(Vec<PointRecord>, Vec<(i16, Uuid)>), StepError> {
         let mv = &lane.model.version;
-        let wanted: Vec<Uuid> = photos
+        let photo_ids: Vec<Uuid> = photos
             .iter()
             .map(|p| point_id(product_id, &p.sha256, mv))
+            .collect();
+        let wanted: Vec<Uuid> = photo_ids
+            .iter()
+            .flat_map(|id| GalleryView::point_ids(*id))
             .collect();
         let stored = lane
             .index
             .vectors(&wanted)
             .await
             .map_err(|e| index_error("get of stored vectors", e))?;
+        let reuse = |photo_point: Uuid| -> Option<Vec<Vec<f32>>> {
+            GalleryView::point_ids(photo_point)
+                .iter()
+                .map(|id| {
+                    stored
+                        .get(id)
+                        .filter(|v| v.len() == lane.model.dimension)
+                        .cloned()
+                })
+                .collect()
+        };
         let vectors =
-            futures::future::try_join_all(photos.iter().zip(&wanted).map(|(p, id)| async {
-                match stored.get(id) {
-                    Some(v) if v.len() == lane.model.dimension => {
+            futures::future::try_join_all(photos.iter().zip(&photo_ids).map(|(p, id)| async {
+                match reuse(*id) {
+                    Some(views) => {
                         metrics::counter!("rvc_vectorizer_images_reused_total").increment(1);
-                        Ok(v.clone())
+                        Ok(views)
                     }
-                    _ => {
+                    None => {
                         if let Some(pace) = pace {
                             pace.wait().await;
                         }
@@ -401,14 +419,17 @@ impl Lanes {
             }))
             .await?;
         let mut seen = HashSet::new();
-        let mut points = Vec::with_capacity(photos.len());
+        let mut points = Vec::with_capacity(photos.len() * GalleryView::ALL.len());
         let mut ids = Vec::with_capacity(photos.len());
-        for ((photo, vector), id) in photos.iter().zip(vectors).zip(wanted) {
-            ids.push((photo.ordinal, id));
-            // The same photo twice in one version is one point.
-            if seen.insert(id) {
+        for ((photo, views), photo_point) in photos.iter().zip(vectors).zip(photo_ids) {
+            ids.push((photo.ordinal, photo_point));
+            // The same photo twice in one version is one set of points.
+            if !seen.insert(photo_point) {
+                continue;
+            }
+            for (view, vector) in GalleryView::ALL.iter().zip(views) {
                 points.push(PointRecord {
-                    id,
+                    id: view.point_id(photo_point),
                     vector,
                     payload: PointPayload {
                         product_id,
@@ -424,8 +445,9 @@ impl Lanes {
         Ok((points, ids))
     }
 
-    /// The embedding of one photo in `lane`: an ML slot, then object storage → ML service.
-    async fn embed(&self, lane: &Lane, photo: &Photo) -> Result<Vec<f32>, StepError> {
+    /// The embeddings of one photo's views in `lane` ([`GalleryView::ALL`] order): an ML slot,
+    /// then object storage → ML service.
+    async fn embed(&self, lane: &Lane, photo: &Photo) -> Result<Vec<Vec<f32>>, StepError> {
         let ordinal = photo.ordinal;
         let Some(key) = photo.object_key.as_deref() else {
             return Err(StepError::permanent(format!(
@@ -456,7 +478,7 @@ impl Lanes {
             })?;
         let reply = lane
             .ml
-            .vectorize(&object.bytes, &photo.content_type)
+            .embed_views(&object.bytes, &photo.content_type)
             .await
             .map_err(|s| match s.code() {
                 Code::InvalidArgument => StepError::permanent(format!(
@@ -482,16 +504,20 @@ impl Lanes {
                 lane.model.version
             )));
         }
-        if reply.vector.len() != lane.model.dimension {
+        if let Some(v) = reply
+            .vectors
+            .iter()
+            .find(|v| v.len() != lane.model.dimension)
+        {
             return Err(StepError::retryable(format!(
                 "photo {ordinal} ({key}): the ML service returned {} dimensions, expected {}",
-                reply.vector.len(),
+                v.len(),
                 lane.model.dimension
             )));
         }
         metrics::counter!("rvc_vectorizer_images_total", "model_version" => lane.model.version.clone())
             .increment(1);
-        Ok(reply.vector)
+        Ok(reply.vectors)
     }
 
     /// Every vector-index write of one product runs here, serialised across processes by a

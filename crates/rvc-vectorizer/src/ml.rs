@@ -4,7 +4,8 @@
 use crate::error::VectorizerError;
 use rand::Rng;
 use rvc_proto::ml::machine_learning_service_client::MachineLearningServiceClient;
-use rvc_proto::ml::{GetModelInfoRequest, ModelInfo, VectorizeRequest, VectorizeResponse};
+use rvc_proto::ml::{Box as PbBox, EmbedRegionsRequest, GetModelInfoRequest, ModelInfo};
+use rvc_vectors::GalleryView;
 use std::time::{Duration, Instant};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
@@ -24,13 +25,13 @@ pub struct MlClientArgs {
     /// gRPC URL of rvc-ml-service.
     #[arg(long, env = "ML_SERVICE_URL", default_value = "http://127.0.0.1:50051")]
     pub ml_service_url: String,
-    /// Most VectorizeImage calls in flight from this process, across every job of a batch.
+    /// Most photos being embedded (EmbedRegions calls) in flight from this process, across every job of a batch.
     #[arg(long, env = "ML_CONCURRENCY", default_value_t = 4)]
     pub ml_concurrency: usize,
     /// TCP connect timeout to the ML service, in milliseconds.
     #[arg(long, env = "ML_CONNECT_TIMEOUT_MS", default_value_t = 2000)]
     pub ml_connect_timeout_ms: u64,
-    /// Deadline of one VectorizeImage call, in milliseconds (sent as grpc-timeout too).
+    /// Deadline of one ML call, in milliseconds (sent as grpc-timeout too).
     #[arg(long, env = "ML_CALL_TIMEOUT_MS", default_value_t = 30_000)]
     pub ml_call_timeout_ms: u64,
     /// Retries of one call within a step attempt, only on UNAVAILABLE, DEADLINE_EXCEEDED and
@@ -61,6 +62,15 @@ pub fn is_transient(code: Code) -> bool {
         code,
         Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted
     )
+}
+
+/// The vectors of one photo's gallery views.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ViewEmbeddings {
+    /// One per [`GalleryView::ALL`], in that order.
+    pub vectors: Vec<Vec<f32>>,
+    /// The model that computed them.
+    pub model_version: String,
 }
 
 /// A cheap-to-clone client of the ML service (one HTTP/2 channel, connected lazily and
@@ -149,21 +159,56 @@ impl MlClient {
         })
     }
 
-    /// `VectorizeImage` with the in-attempt retry loop. The returned error is the last one.
-    pub async fn vectorize(
+    /// The embeddings of every [`GalleryView`] of one photo, in [`GalleryView::ALL`] order, from
+    /// one `EmbedRegions` call (each view is cut out and embedded like a whole photo, so the
+    /// whole view is `VectorizeImage`'s vector), with the in-attempt retry loop. The returned
+    /// error is the last one.
+    pub async fn embed_views(
         &self,
         image: &[u8],
         image_type: &str,
-    ) -> Result<VectorizeResponse, Status> {
+    ) -> Result<ViewEmbeddings, Status> {
+        let crops: Vec<PbBox> = GalleryView::ALL
+            .iter()
+            .map(|v| PbBox::from(v.frac_box()))
+            .collect();
+        let reply = self
+            .with_retries(|| {
+                let mut client = self.client.clone();
+                let req = self.request(EmbedRegionsRequest {
+                    image_data: image.to_vec(),
+                    image_type: image_type.to_owned(),
+                    crops: crops.clone(),
+                    pooled: Vec::new(),
+                    pooling_input_size: 0,
+                });
+                async move { self.with_deadline(client.embed_regions(req)).await }
+            })
+            .await?;
+        if reply.crops.len() != GalleryView::ALL.len() {
+            return Err(Status::internal(format!(
+                "EmbedRegions answered {} crops for {} views",
+                reply.crops.len(),
+                GalleryView::ALL.len()
+            )));
+        }
+        Ok(ViewEmbeddings {
+            vectors: reply.crops.into_iter().map(|e| e.vector).collect(),
+            model_version: reply.model_version,
+        })
+    }
+
+    /// Runs `call` until it succeeds, fails with a code a retry cannot fix, or has been
+    /// retried `ML_RETRIES` times (exponential backoff with jitter).
+    async fn with_retries<T, F, Fut>(&self, mut call: F) -> Result<T, Status>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, Status>>,
+    {
         let mut attempt = 0u32;
         loop {
             let started = Instant::now();
-            let mut client = self.client.clone();
-            let req = self.request(VectorizeRequest {
-                image_data: image.to_vec(),
-                image_type: image_type.to_owned(),
-            });
-            let result = self.with_deadline(client.vectorize_image(req)).await;
+            let result = call().await;
             metrics::histogram!("rvc_vectorizer_ml_call_seconds")
                 .record(started.elapsed().as_secs_f64());
             match result {

@@ -1,5 +1,5 @@
 //! The `vectorize` step: photos of one product version → ML embeddings → one vector-index
-//! point per photo (deterministic id) in the collection of every live model, then the older
+//! point per gallery view of each photo (deterministic ids) in the collection of every live model, then the older
 //! versions' points are removed.
 use crate::error::VectorizerError;
 use crate::lanes::{db_error, IndexWrite, Lane, Lanes, LiveLane};

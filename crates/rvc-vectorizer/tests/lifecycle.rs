@@ -69,7 +69,7 @@ async fn kept_photos_reuse_their_points_and_only_new_photos_reach_the_ml_service
         "the same points"
     );
     let hits = vi.vectors(&v1.point_ids(&mv)).await.unwrap();
-    assert_eq!(hits.len(), 2, "vectors kept");
+    assert_eq!(hits.len(), 4, "vectors kept (two views of two photos)");
 
     // Drop photo 1, add photo 2: the new photo is embedded (its request reaches the closed
     // gate), the kept one is not; the points are exactly the new set.
@@ -130,7 +130,7 @@ async fn an_archive_removes_the_points_unless_the_product_came_back_meanwhile() 
             .await
             .unwrap();
     }
-    assert_eq!(vi.count(None).await.unwrap(), 4);
+    assert_eq!(vi.count(None).await.unwrap(), 8);
 
     let mut c = db.client().await;
     for id in [a.product_id, b.product_id] {
@@ -186,6 +186,6 @@ async fn an_archive_removes_the_points_unless_the_product_came_back_meanwhile() 
     );
     // Idempotent: the archive again changes nothing.
     step.execute(&archives[0]).await.unwrap();
-    assert_eq!(vi.count(None).await.unwrap(), 2);
+    assert_eq!(vi.count(None).await.unwrap(), 4);
     ml.stop().await;
 }

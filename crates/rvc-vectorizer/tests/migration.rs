@@ -89,7 +89,7 @@ async fn a_building_model_whose_ml_service_is_down_never_holds_up_a_product() {
         );
         assert_eq!(
             index.index().count(Some(seeded.product_id)).await.unwrap(),
-            1
+            2
         );
     }
 }

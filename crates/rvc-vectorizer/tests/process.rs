@@ -110,8 +110,8 @@ async fn sigkill_mid_run_then_restart_leaves_exactly_one_point_per_photo() {
     let model = ml_model_version(&ml.url()).await;
     assert_eq!(
         vi.count(None).await.unwrap(),
-        40,
-        "exactly one point per photo"
+        80,
+        "exactly one point per view of each photo"
     );
     for s in &seeded {
         assert_eq!(

@@ -9,7 +9,7 @@ use qdrant_client::qdrant::GetPointsBuilder;
 use rvc_test_support::s3::TestS3;
 use rvc_test_support::TestDb;
 use rvc_vectorizer::{IndexArgs, VectorizeStep, VectorizerError};
-use rvc_vectors::{PointPayload, VectorIndexError};
+use rvc_vectors::{GalleryView, PointPayload, VectorIndexError};
 use std::collections::HashMap;
 use std::time::Duration;
 use uuid::Uuid;
@@ -86,7 +86,11 @@ async fn happy_path_indexes_one_point_per_photo_with_deterministic_ids_and_paylo
     worker.stop().await;
 
     let vi = index.index();
-    assert_eq!(vi.count(None).await.unwrap(), 5, "one point per photo");
+    assert_eq!(
+        vi.count(None).await.unwrap(),
+        10,
+        "one point per view of each photo"
+    );
     assert_eq!(
         db.count("SELECT count(*) FROM outbox WHERE kind = 'vectorize' AND state = 'done'")
             .await,
@@ -100,7 +104,7 @@ async fn happy_path_indexes_one_point_per_photo_with_deterministic_ids_and_paylo
     );
     for s in [&a, &b] {
         let expected = s.point_ids(&mv);
-        assert_eq!(expected.len(), s.photos.len());
+        assert_eq!(expected.len(), s.photos.len() * GalleryView::ALL.len());
         assert_eq!(vi.product_point_ids(s.product_id).await.unwrap(), expected);
         // point_id and model_version recorded on each photo
         for (ordinal, pid, rmv) in photo_rows(&db, s.product_id, s.version).await {
@@ -125,20 +129,35 @@ async fn happy_path_indexes_one_point_per_photo_with_deterministic_ids_and_paylo
             .collect();
         let got = payloads(&index, &expected).await;
         for photo in &s.photos {
-            let id = rvc_vectors::point_id(s.product_id, &photo.sha256, &mv);
-            assert_eq!(
-                got[&id],
-                PointPayload {
-                    product_id: s.product_id,
-                    sku: s.sku.clone(),
-                    product_version: 1,
-                    image_key: photo.key.clone(),
-                    model_version: mv.clone(),
-                    created_at: created[&photo.ordinal],
-                }
-            );
+            let photo_point = rvc_vectors::point_id(s.product_id, &photo.sha256, &mv);
+            for id in GalleryView::point_ids(photo_point) {
+                assert_eq!(
+                    got[&id],
+                    PointPayload {
+                        product_id: s.product_id,
+                        sku: s.sku.clone(),
+                        product_version: 1,
+                        image_key: photo.key.clone(),
+                        model_version: mv.clone(),
+                        created_at: created[&photo.ordinal],
+                    }
+                );
+            }
         }
     }
+    // The centre view's point is the model's embedding of the photo's central 60 %.
+    let photo = &a.photos[0];
+    let centre =
+        GalleryView::Centre.point_id(rvc_vectors::point_id(a.product_id, &photo.sha256, &mv));
+    let stored = vi.vectors(&[centre]).await.unwrap();
+    let want = embedder()
+        .embed(&rvc_test_support::images::crop_png(
+            &photo.bytes,
+            GalleryView::Centre.frac_box(),
+        ))
+        .unwrap();
+    let cos: f32 = stored[&centre].iter().zip(&want).map(|(a, b)| a * b).sum();
+    assert!(cos > 0.999, "centre view cosine {cos}");
     // The stored vector is the model's embedding of the photo: searching with it finds it.
     let emb = embedder();
     for (s, photo) in [(&a, &a.photos[0]), (&b, &b.photos[1])] {
@@ -190,7 +209,7 @@ async fn rerun_after_reset_changes_nothing_in_the_index() {
     )
     .await;
     worker.stop().await;
-    assert_eq!(vi.count(None).await.unwrap(), 2, "no stray points");
+    assert_eq!(vi.count(None).await.unwrap(), 4, "no stray points");
     assert_eq!(vi.product_point_ids(a.product_id).await.unwrap(), first);
     assert_eq!(
         db.count("SELECT count(*) FROM outbox WHERE kind = 'vectorize' AND state = 'done'")
@@ -247,7 +266,7 @@ async fn a_new_version_replaces_the_points_of_the_old_one() {
         vi.product_point_ids(other.product_id).await.unwrap(),
         other.point_ids(&mv)
     );
-    assert_eq!(vi.count(None).await.unwrap(), 3);
+    assert_eq!(vi.count(None).await.unwrap(), 6);
     ml.stop().await;
 }
 
@@ -330,7 +349,7 @@ async fn an_ml_outage_is_retried_past_max_attempts_then_completes() {
         0
     );
     let vi = index.index();
-    assert_eq!(vi.count(None).await.unwrap(), 6);
+    assert_eq!(vi.count(None).await.unwrap(), 12);
     for s in &seeded {
         assert_eq!(
             vi.product_point_ids(s.product_id).await.unwrap(),
@@ -407,7 +426,7 @@ async fn a_corrupt_photo_kills_only_its_product() {
         vi.product_point_ids(good2.product_id).await.unwrap(),
         good2.point_ids(&mv)
     );
-    assert_eq!(vi.count(None).await.unwrap(), 4);
+    assert_eq!(vi.count(None).await.unwrap(), 8);
     ml.stop().await;
 }
 

@@ -57,6 +57,65 @@ pub fn point_id(product_id: Uuid, sha256: &str, model_version: &str) -> Uuid {
     Uuid::new_v5(&POINT_ID_NAMESPACE, name.as_bytes())
 }
 
+/// The views of one catalog photo that the vectorizer indexes, each its own point with the
+/// photo's payload. Recognition compares the regions of a checkout photo with these: the whole
+/// photo matches a product that fills the frame, the central 60 % matches a product whose photo
+/// has a margin of background around it (in `make eval`, without the centre view top-1 falls
+/// by about 8 points; docs/recognition.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GalleryView {
+    /// The whole photo: the point whose id is the photo's recorded `point_id`.
+    Whole,
+    /// The central 60 % of the photo (20 % margins on each side).
+    Centre,
+}
+
+impl GalleryView {
+    /// Every view, in the order the vectorizer asks the ML service for them.
+    pub const ALL: [GalleryView; 2] = [GalleryView::Whole, GalleryView::Centre];
+
+    /// The view as a box of the photo, in fractions: `(x, y, width, height)`.
+    pub fn frac_box(self) -> (f32, f32, f32, f32) {
+        match self {
+            GalleryView::Whole => (0.0, 0.0, 1.0, 1.0),
+            GalleryView::Centre => (0.2, 0.2, 0.6, 0.6),
+        }
+    }
+
+    /// The view's name (`whole`, `centre`).
+    pub fn name(self) -> &'static str {
+        match self {
+            GalleryView::Whole => "whole",
+            GalleryView::Centre => "centre",
+        }
+    }
+
+    /// Parses `whole`, `centre` or `center`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim() {
+            "whole" => Some(GalleryView::Whole),
+            "centre" | "center" => Some(GalleryView::Centre),
+            _ => None,
+        }
+    }
+
+    /// The id of this view's point, derived from the photo's point id ([`point_id`], the one
+    /// Postgres records): the whole view is that point, the others are
+    /// `UUIDv5(photo point id, "view:{name}")`. Anything holding the recorded id (reconcile,
+    /// a model migration) knows every point of the photo without another column.
+    pub fn point_id(self, photo_point: Uuid) -> Uuid {
+        match self {
+            GalleryView::Whole => photo_point,
+            v => Uuid::new_v5(&photo_point, format!("view:{}", v.name()).as_bytes()),
+        }
+    }
+
+    /// The ids of every view's point of one photo, in [`GalleryView::ALL`] order.
+    pub fn point_ids(photo_point: Uuid) -> [Uuid; 2] {
+        Self::ALL.map(|v| v.point_id(photo_point))
+    }
+}
+
 /// Errors of the vector index adapter.
 #[derive(Debug, thiserror::Error)]
 pub enum VectorIndexError {
@@ -572,5 +631,25 @@ mod tests {
         // Pinned value (computed independently with Python's uuid.uuid5): changing the
         // derivation would orphan every stored point.
         assert_eq!(id.to_string(), "de6af308-f2bd-59b8-a754-d9620a1eb88c");
+    }
+
+    #[test]
+    fn a_photos_view_points_derive_from_its_recorded_point_id() {
+        let photo = point_id(Uuid::nil(), &"ab".repeat(32), "m@1");
+        let [whole, centre] = GalleryView::point_ids(photo);
+        assert_eq!(whole, photo);
+        assert_ne!(centre, photo);
+        assert_eq!(centre, GalleryView::Centre.point_id(photo));
+        assert_eq!(centre.get_version_num(), 5);
+        assert_ne!(
+            centre,
+            GalleryView::Centre.point_id(point_id(Uuid::nil(), &"cd".repeat(32), "m@1"))
+        );
+        // Pinned (computed independently with Python's uuid.uuid5): changing the derivation
+        // would orphan every stored centre point.
+        assert_eq!(photo.to_string(), "92e52cf3-03aa-5c94-b5a1-220271b0b721");
+        assert_eq!(centre.to_string(), "cb734868-4e46-5813-b6e8-4151073b6e79");
+        assert_eq!(GalleryView::parse("center"), Some(GalleryView::Centre));
+        assert_eq!(GalleryView::parse("side"), None);
     }
 }

@@ -71,19 +71,25 @@ async fn reconcile_finds_drift_in_the_bucket_and_the_index_and_repairs_what_it_c
     let ok = product(&c, "OK", 1, "indexed").await;
     photo(&c, ok, 1, 0, Some("products/ok/0.jpg"), Some(p_ok)).await;
     put("products/ok/0.jpg").await;
+    // Both of its views, as the vectorizer writes them.
     index
-        .upsert(vec![rvc_vectors::PointRecord {
-            id: p_ok,
-            vector: vec![0.5, 0.5, 0.5, 0.5],
-            payload: rvc_vectors::PointPayload {
-                product_id: ok,
-                sku: "OK".into(),
-                product_version: 1,
-                image_key: "products/ok/0.jpg".into(),
-                model_version: "m".into(),
-                created_at: chrono::Utc::now(),
-            },
-        }])
+        .upsert(
+            rvc_vectors::GalleryView::point_ids(p_ok)
+                .into_iter()
+                .map(|id| rvc_vectors::PointRecord {
+                    id,
+                    vector: vec![0.5, 0.5, 0.5, 0.5],
+                    payload: rvc_vectors::PointPayload {
+                        product_id: ok,
+                        sku: "OK".into(),
+                        product_version: 1,
+                        image_key: "products/ok/0.jpg".into(),
+                        model_version: "m".into(),
+                        created_at: chrono::Utc::now(),
+                    },
+                })
+                .collect(),
+        )
         .await
         .unwrap();
     // Drift: LOST's object and point are gone; an object nobody references sits in the bucket.

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use common::{drain, photo, product, row, rvcctl, status_of};
 use rvc_domain::OutboxKind;
 use rvc_test_support::TestDb;
+use rvc_vectors::GalleryView;
 use rvcctl::json::RepairState;
 use rvcctl::{CheckError, ObjectStore, Reconciler, VectorIndex};
 use std::collections::HashSet;
@@ -310,12 +311,19 @@ async fn object_store_and_vector_index_checks_plug_in_behind_traits() {
     // its object vanished from the bucket and its point from the index
     let lost = product(&c, "LOST", 1, "indexed").await;
     photo(&c, lost, 1, 0, Some("products/lost/0.jpg"), Some(p_gone)).await;
+    // its whole view is indexed, its centre view is not
+    let p_half = Uuid::new_v4();
+    let half = product(&c, "HALF", 1, "indexed").await;
+    photo(&c, half, 1, 0, Some("products/half/0.jpg"), Some(p_half)).await;
 
     let objects = FakeObjects(HashSet::from([
         "products/ok/0.jpg".to_owned(),
+        "products/half/0.jpg".to_owned(),
         "products/orphan/9.jpg".to_owned(),
     ]));
-    let vectors = FakeVectors(HashSet::from([p_ok]));
+    let mut present: HashSet<Uuid> = GalleryView::point_ids(p_ok).into_iter().collect();
+    present.insert(p_half);
+    let vectors = FakeVectors(present);
     let out = Reconciler::new(db.pool.clone())
         .with_objects(Arc::new(objects))
         .with_vectors(Arc::new(vectors))
@@ -338,13 +346,30 @@ async fn object_store_and_vector_index_checks_plug_in_behind_traits() {
         orphan[0].object_key.as_deref(),
         Some("products/orphan/9.jpg")
     );
-    let points = by("point_missing");
-    assert_eq!(points.len(), 1);
-    assert_eq!(points[0].point_id, Some(p_gone));
-    assert_eq!(points[0].repair, RepairState::Enqueued);
-    assert_eq!(out.enqueued.len(), 1);
-    assert_eq!(out.enqueued[0].kind, OutboxKind::Vectorize);
-    assert_eq!(out.enqueued[0].product_id, lost);
+    let mut points = by("point_missing");
+    points.sort_by_key(|f| f.sku.clone());
+    assert_eq!(points.len(), 2, "{points:?}");
+    assert_eq!(points[0].sku.as_deref(), Some("HALF"));
+    let centre = GalleryView::Centre.point_id(p_half);
+    assert_eq!(points[0].point_id, Some(centre));
+    assert_eq!(
+        points[0].detail,
+        format!("vector point {centre} (centre view) not in the index")
+    );
+    assert_eq!(points[1].sku.as_deref(), Some("LOST"));
+    assert_eq!(points[1].point_id, Some(p_gone));
+    assert!(
+        points[1].detail.contains("(whole view), "),
+        "{}",
+        points[1].detail
+    );
+    assert!(points.iter().all(|p| p.repair == RepairState::Enqueued));
+    let mut enqueued: Vec<Uuid> = out.enqueued.iter().map(|e| e.product_id).collect();
+    enqueued.sort();
+    let mut want = vec![lost, half];
+    want.sort();
+    assert_eq!(enqueued, want);
+    assert!(out.enqueued.iter().all(|e| e.kind == OutboxKind::Vectorize));
 
     // an external system that is down fails the run with a clear error
     let err = Reconciler::new(db.pool.clone())

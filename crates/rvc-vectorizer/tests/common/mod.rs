@@ -259,11 +259,13 @@ pub struct Seeded {
 }
 
 impl Seeded {
+    /// Every point of the product's photos: one per gallery view of each distinct photo.
     pub fn point_ids(&self, model_version: &str) -> Vec<Uuid> {
         let mut ids: Vec<Uuid> = self
             .photos
             .iter()
             .map(|p| rvc_vectors::point_id(self.product_id, &p.sha256, model_version))
+            .flat_map(rvc_vectors::GalleryView::point_ids)
             .collect();
         ids.sort();
         ids.dedup();

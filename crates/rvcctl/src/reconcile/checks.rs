@@ -10,6 +10,7 @@ use crate::json::{Finding, ReconcileOutput, RepairState};
 use crate::steps::step_index;
 use rvc_domain::{OutboxKind, ProductStatus};
 use rvc_store::operator::{current_photos, CurrentPhoto, PhotoCheck};
+use rvc_vectors::GalleryView;
 use std::collections::HashSet;
 use uuid::Uuid;
 
@@ -187,20 +188,34 @@ impl Reconciler {
     ) -> Result<(), CtlError> {
         let client = self.pool.get().await?;
         let photos = current_photos(&**client, PhotoCheck::IndexedWithPoint).await?;
-        let ids: Vec<Uuid> = photos.iter().filter_map(|p| p.point_id).collect();
+        // Every view of a photo is a point; the recorded id is the whole view's.
+        let ids: Vec<Uuid> = photos
+            .iter()
+            .filter_map(|p| p.point_id)
+            .flat_map(GalleryView::point_ids)
+            .collect();
         let missing: HashSet<Uuid> = vectors.missing_points(&ids).await?.into_iter().collect();
         for p in &photos {
             let Some(point) = p.point_id else { continue };
-            if !missing.contains(&point) {
+            let gone: Vec<(GalleryView, Uuid)> = GalleryView::ALL
+                .iter()
+                .map(|v| (*v, v.point_id(point)))
+                .filter(|(_, id)| missing.contains(id))
+                .collect();
+            let Some(&(_, first)) = gone.first() else {
                 continue;
-            }
+            };
+            let listed: Vec<String> = gone
+                .iter()
+                .map(|(v, id)| format!("{id} ({} view)", v.name()))
+                .collect();
             let mut f = photo_finding(
                 CHECK_POINT_MISSING,
-                format!("vector point {point} is not in the index"),
+                format!("vector point {} not in the index", listed.join(", ")),
                 Some(OutboxKind::Vectorize),
                 p,
             );
-            f.point_id = Some(point);
+            f.point_id = Some(first);
             out.findings.push(f);
         }
         out.checks_run.push(CHECK_POINT_MISSING.to_owned());
