@@ -156,7 +156,11 @@ async fn main() {
     token.cancel();
     handle.await.unwrap();
     let points = index.index().count(None).await.unwrap();
-    assert_eq!(points as usize, n, "one point per photo");
+    assert_eq!(
+        points as usize,
+        n * GalleryView::ALL.len(),
+        "one point per view of each photo"
+    );
     let pps = n as f64 / pipeline_secs;
 
     let (ips_after, lat_after) = standalone(&ml.url(), &p, n, concurrency).await;
