@@ -2,7 +2,7 @@
 //! the vector index, and the API, uploader, vectorizer, relay and maintenance binaries.
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rvc_objects::{ObjectStore, ObjectStoreConfig};
 use rvc_test_support::kafka::TestKafka;
@@ -286,5 +286,50 @@ impl Stack {
         .iter()
         .map(|r| (r.get("status"), r.get("count")))
         .collect()
+    }
+
+    /// (version, status, archived) of a product.
+    pub async fn product_state(&self, id: Uuid) -> (i32, String, bool) {
+        let c = self.db.pool.get().await.expect("db");
+        let r = c
+            .query_one(
+                "SELECT version, status, archived FROM products WHERE id = $1",
+                &[&id],
+            )
+            .await
+            .expect("product row");
+        (r.get("version"), r.get("status"), r.get("archived"))
+    }
+
+    /// Waits until every product of `want` is `indexed` at its version (panics on `failed`, on
+    /// a dead process, or after `secs`).
+    pub async fn wait_indexed(&mut self, want: &[(Uuid, i32)], secs: u64) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            self.assert_all_running();
+            let mut done = 0;
+            for (id, v) in want {
+                let (version, status, _) = self.product_state(*id).await;
+                assert_ne!(
+                    status,
+                    "failed",
+                    "product {id} failed\n{}",
+                    self.log_tails()
+                );
+                if version == *v && status == "indexed" {
+                    done += 1;
+                }
+            }
+            if done == want.len() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{done} of {} indexed at their version after {secs} s\n{}",
+                want.len(),
+                self.log_tails()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 }

@@ -17,51 +17,6 @@ use rvc_relay::testing::{decode_all, SeenEvent};
 use rvc_vectors::{GalleryView, VectorIndex};
 use uuid::Uuid;
 
-/// (version, status, archived) of a product.
-async fn state(stack: &Stack, id: Uuid) -> (i32, String, bool) {
-    let c = stack.db.pool.get().await.unwrap();
-    let r = c
-        .query_one(
-            "SELECT version, status, archived FROM products WHERE id = $1",
-            &[&id],
-        )
-        .await
-        .unwrap();
-    (r.get("version"), r.get("status"), r.get("archived"))
-}
-
-/// Waits until every product of `want` is `indexed` at its version (panics on `failed`, on a
-/// dead process, or after `secs`).
-async fn wait_indexed(stack: &mut Stack, want: &[(Uuid, i32)], secs: u64) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        stack.assert_all_running();
-        let mut done = 0;
-        for (id, v) in want {
-            let (version, status, _) = state(stack, *id).await;
-            assert_ne!(
-                status,
-                "failed",
-                "product {id} failed\n{}",
-                stack.log_tails()
-            );
-            if version == *v && status == "indexed" {
-                done += 1;
-            }
-        }
-        if done == want.len() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{done} of {} indexed at their version after {secs} s\n{}",
-            want.len(),
-            stack.log_tails()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 async fn delete(stack: &Stack, path: &str) -> (u16, Option<String>, serde_json::Value) {
     let resp = stack
         .http
@@ -160,7 +115,7 @@ async fn archive_end_to_end_then_unarchive_within_retention_and_gc_after_it() {
     let a_photos = photos(1, 2);
     let a = stack.post_product("ARC-A", "3.50", &a_photos).await;
     let b = stack.post_product("ARC-B", "4.50", &photos(5, 2)).await;
-    wait_indexed(&mut stack, &[(a, 1), (b, 1)], 120).await;
+    stack.wait_indexed(&[(a, 1), (b, 1)], 120).await;
     assert_eq!(
         index.count(Some(a)).await.unwrap(),
         4,
@@ -205,7 +160,7 @@ async fn archive_end_to_end_then_unarchive_within_retention_and_gc_after_it() {
     assert_eq!(got["archived"], true);
 
     // The archive runs through the pipeline: points gone, a delete event with the version.
-    wait_indexed(&mut stack, &[(a, 2), (b, 2)], 120).await;
+    stack.wait_indexed(&[(a, 2), (b, 2)], 120).await;
     assert!(rvc_store::recognizable::recognizable(&**c, &[a, b])
         .await
         .unwrap()
@@ -250,8 +205,11 @@ async fn archive_end_to_end_then_unarchive_within_retention_and_gc_after_it() {
 
     // Un-archive A by POSTing it again: a new version, its photos re-used (no PUT).
     assert_eq!(stack.post_product("ARC-A", "3.50", &a_photos).await, a);
-    wait_indexed(&mut stack, &[(a, 3)], 120).await;
-    assert_eq!(state(&stack, a).await, (3, "indexed".to_owned(), false));
+    stack.wait_indexed(&[(a, 3)], 120).await;
+    assert_eq!(
+        stack.product_state(a).await,
+        (3, "indexed".to_owned(), false)
+    );
     assert_eq!(
         objects(&stack, a, 3).await,
         a_objects,
@@ -309,7 +267,7 @@ async fn archive_with_each_worker_sigkilled_midway_leaves_nothing_missing() {
         ids.push(stack.post_product(&sku, "1.00", &photos(i as u32, 2)).await);
     }
     let v1: Vec<(Uuid, i32)> = ids.iter().map(|id| (*id, 1)).collect();
-    wait_indexed(&mut stack, &v1, 180).await;
+    stack.wait_indexed(&v1, 180).await;
 
     // Round w: archive 3 products, SIGKILL worker w while their archive is in its step or
     // queued for it, start it again.
@@ -324,10 +282,10 @@ async fn archive_with_each_worker_sigkilled_midway_leaves_nothing_missing() {
         stack.restart_worker(w);
     }
     let v2: Vec<(Uuid, i32)> = ids.iter().map(|id| (*id, 2)).collect();
-    wait_indexed(&mut stack, &v2, 180).await;
+    stack.wait_indexed(&v2, 180).await;
     let ev = events(&stack).await;
     for id in &ids {
-        assert!(state(&stack, *id).await.2, "{id} archived");
+        assert!(stack.product_state(*id).await.2, "{id} archived");
         assert_eq!(index.count(Some(*id)).await.unwrap(), 0, "points of {id}");
         assert_eq!(
             product_events(&ev, *id),
@@ -347,7 +305,7 @@ async fn a_price_only_edit_makes_no_ml_call_and_a_partial_photo_change_embeds_on
     let id = stack
         .post_product("EDIT-1", "1.00", &[x.clone(), y.clone()])
         .await;
-    wait_indexed(&mut stack, &[(id, 1)], 120).await;
+    stack.wait_indexed(&[(id, 1)], 120).await;
     let embedded_v1 = stack.ml_embeddings().await;
     assert!(embedded_v1 >= 2, "the ML service counted {embedded_v1}");
     let objects_v1 = objects(&stack, id, 1).await;
@@ -357,7 +315,7 @@ async fn a_price_only_edit_makes_no_ml_call_and_a_partial_photo_change_embeds_on
     stack
         .post_product("EDIT-1", "1.50", &[x.clone(), y.clone()])
         .await;
-    wait_indexed(&mut stack, &[(id, 2)], 120).await;
+    stack.wait_indexed(&[(id, 2)], 120).await;
     assert_eq!(
         stack.ml_embeddings().await,
         embedded_v1,
@@ -402,7 +360,7 @@ async fn a_price_only_edit_makes_no_ml_call_and_a_partial_photo_change_embeds_on
     stack
         .post_product("EDIT-1", "1.50", &[x.clone(), z.clone()])
         .await;
-    wait_indexed(&mut stack, &[(id, 3)], 120).await;
+    stack.wait_indexed(&[(id, 3)], 120).await;
     assert_eq!(
         stack.ml_embeddings().await,
         embedded_v1 + 1,
@@ -425,7 +383,12 @@ async fn a_price_only_edit_makes_no_ml_call_and_a_partial_photo_change_embeds_on
         v
     };
     assert_eq!(index.product_point_ids(id).await.unwrap(), want);
-    assert!(want.contains(&points_v1[0]) || want.contains(&points_v1[1]));
+    // x's points (both views) are kept, y's are gone.
+    assert_eq!(
+        want.iter().filter(|p| points_v1.contains(p)).count(),
+        GalleryView::ALL.len(),
+        "v1 {points_v1:?}, v3 {want:?}"
+    );
     let ev = events(&stack).await;
     assert_eq!(
         product_events(&ev, id)
