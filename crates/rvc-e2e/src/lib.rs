@@ -233,3 +233,28 @@ mod tests {
 }
 
 pub mod stack;
+
+/// `POST {base}/api/v1/recognize` of `photo` (a JPEG) to rvc-catalog: the JSON answer, or the
+/// status and body (or the transport error) of a failure.
+pub async fn recognize(
+    http: &reqwest::Client,
+    base: &str,
+    photo: &[u8],
+) -> Result<serde_json::Value, String> {
+    let part = reqwest::multipart::Part::bytes(photo.to_vec())
+        .file_name("photo.jpg")
+        .mime_str("image/jpeg")
+        .map_err(|e| e.to_string())?;
+    let resp = http
+        .post(format!("{base}/api/v1/recognize"))
+        .multipart(reqwest::multipart::Form::new().part("image", part))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = resp.status();
+    let body: serde_json::Value = resp.json().await.map_err(|e| e.to_string())?;
+    if !status.is_success() {
+        return Err(format!("{status}: {body}"));
+    }
+    Ok(body)
+}

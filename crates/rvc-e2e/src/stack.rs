@@ -332,4 +332,35 @@ impl Stack {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+
+    /// Starts `rvc-catalog` (the read side, as `make run` starts it, API keys off: access
+    /// control has its own tests) on this stack's database, ML service and vector index, with
+    /// `extra` env on top; waits for its HTTP port. Returns the process and its HTTP base URL.
+    pub async fn start_catalog(&self, extra: &[(&str, String)]) -> (Proc, String) {
+        let http_port = free_port();
+        let mut env: Vec<(&str, String)> = vec![
+            ("DATABASE_URL", self.db.url.clone()),
+            ("CATALOG_HTTP_ADDR", format!("127.0.0.1:{http_port}")),
+            ("GRPC_ADDR", format!("127.0.0.1:{}", free_port())),
+            ("METRICS_ADDR", "127.0.0.1:0".into()),
+            ("HTTP_WORKERS", "2".into()),
+            ("AUTH_MODE", "disabled".into()),
+            ("REDIS_URL", rvc_test_support::paths::redis_url()),
+            (
+                "CACHE_KEY_PREFIX",
+                format!("rvc-e2e-{}:", Uuid::new_v4().simple()),
+            ),
+            ("ML_SERVICE_URL", self.ml_url.clone()),
+            ("QDRANT_URL", self.qdrant_url.clone()),
+            ("QDRANT_COLLECTION", COLLECTION.into()),
+            // debug builds on a shared machine: the first inference can be slow
+            ("RECOGNITION_ML_TIMEOUT_MS", "120000".into()),
+        ];
+        env.extend(extra.iter().cloned());
+        let mut catalog = Proc::start("rvc-catalog", self.dir.path(), &env);
+        catalog
+            .wait_port(addr(http_port), Duration::from_secs(60))
+            .await;
+        (catalog, format!("http://127.0.0.1:{http_port}"))
+    }
 }

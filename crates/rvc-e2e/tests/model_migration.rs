@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rvc_e2e::stack::{Stack, COLLECTION};
-use rvc_e2e::{binary, fixture_photos, vary, Proc};
+use rvc_e2e::{binary, fixture_photos, recognize, vary, Proc};
 use rvc_test_support::net::free_port;
 use rvc_vectors::{point_id, GalleryView, VectorIndex};
 use uuid::Uuid;
@@ -91,32 +91,6 @@ fn rvcctl(stack: &Stack, args: &[&str]) -> (i32, String, String) {
     )
 }
 
-async fn recognize(
-    http: &reqwest::Client,
-    base: &str,
-    photo: &[u8],
-) -> Result<serde_json::Value, String> {
-    let form = reqwest::multipart::Form::new().part(
-        "image",
-        reqwest::multipart::Part::bytes(photo.to_vec())
-            .file_name("q.jpg")
-            .mime_str("image/jpeg")
-            .unwrap(),
-    );
-    let resp = http
-        .post(format!("{base}/api/v1/recognize"))
-        .multipart(form)
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    let status = resp.status();
-    let body: serde_json::Value = resp.json().await.map_err(|e| e.to_string())?;
-    if !status.is_success() {
-        return Err(format!("{status}: {body}"));
-    }
-    Ok(body)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_model_migration_killed_half_way_resumes_and_switches_with_no_empty_answer() {
     let mut stack = Stack::start(&[
@@ -144,28 +118,14 @@ async fn a_model_migration_killed_half_way_resumes_and_switches_with_no_empty_an
         ],
     );
     // The read side, following the models table every 200 ms.
-    let (http_port, grpc_port) = (free_port(), free_port());
-    let mut catalog = Proc::start(
-        "rvc-catalog",
-        stack.dir.path(),
-        &[
-            ("DATABASE_URL", stack.db.url.clone()),
-            ("CATALOG_HTTP_ADDR", format!("127.0.0.1:{http_port}")),
-            ("GRPC_ADDR", format!("127.0.0.1:{grpc_port}")),
-            ("AUTH_MODE", "disabled".into()),
-            ("ML_SERVICE_URL", stack.ml_url.clone()),
-            ("QDRANT_URL", stack.qdrant_url.clone()),
-            ("QDRANT_COLLECTION", COLLECTION.into()),
-            ("RECOGNITION_MODEL_REFRESH_MS", "200".into()),
-            ("RECOGNITION_MIN_SCORE", "0.5".into()),
-        ],
-    );
     ml_b.wait_port(addr(ml_b_port), Duration::from_secs(60))
         .await;
-    catalog
-        .wait_port(addr(http_port), Duration::from_secs(30))
+    let (mut catalog, catalog_base) = stack
+        .start_catalog(&[
+            ("RECOGNITION_MODEL_REFRESH_MS", "200".into()),
+            ("RECOGNITION_MIN_SCORE", "0.5".into()),
+        ])
         .await;
-    let catalog_base = format!("http://127.0.0.1:{http_port}");
 
     // Six products, two photos each, indexed with model A.
     let fixtures = fixture_photos();

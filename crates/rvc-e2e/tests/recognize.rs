@@ -5,12 +5,10 @@
 //! recognition returns. (rvc-recognition's and rvc-catalog's own tests index their gallery
 //! themselves; this one checks the vectorizer indexes what recognition needs.)
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-use std::time::Duration;
 
-use rvc_e2e::stack::{Stack, COLLECTION};
-use rvc_e2e::Proc;
+use rvc_e2e::recognize;
+use rvc_e2e::stack::Stack;
 use rvc_test_support::images::{checkout_scene, scene_square, Frac};
-use rvc_test_support::net::free_port;
 use uuid::Uuid;
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -29,27 +27,6 @@ fn iou(got: &serde_json::Value, (x, y, w, h): Frac) -> f64 {
     let iy = ((gy + gh).min(y + h) - gy.max(y)).max(0.0);
     let inter = ix * iy;
     inter / (gw * gh + w * h - inter)
-}
-
-/// POSTs `photo` to the catalog's recognition endpoint; returns the JSON answer.
-async fn recognize(http: &reqwest::Client, base: &str, photo: &[u8]) -> serde_json::Value {
-    let form = reqwest::multipart::Form::new().part(
-        "image",
-        reqwest::multipart::Part::bytes(photo.to_vec())
-            .file_name("scene.jpg")
-            .mime_str("image/jpeg")
-            .unwrap(),
-    );
-    let resp = http
-        .post(format!("{base}/api/v1/recognize"))
-        .multipart(form)
-        .send()
-        .await
-        .expect("rvc-catalog answers");
-    let status = resp.status().as_u16();
-    let body: serde_json::Value = resp.json().await.expect("JSON body");
-    assert_eq!(status, 200, "{body:#}");
-    body
 }
 
 /// The object of `product` in a recognition answer, if any.
@@ -80,42 +57,12 @@ async fn a_scene_of_two_products_ingested_through_the_pipeline_is_recognised_wit
         .wait_indexed(&[(cat_id, 1), (rocket_id, 1), (coffee_id, 1)], 180)
         .await;
 
-    // The read side, as `make run` starts it (keys off: access control has its own tests).
-    let http_port = free_port();
-    let mut catalog = Proc::start(
-        "rvc-catalog",
-        stack.dir.path(),
-        &[
-            ("DATABASE_URL", stack.db.url.clone()),
-            ("CATALOG_HTTP_ADDR", format!("127.0.0.1:{http_port}")),
-            ("GRPC_ADDR", format!("127.0.0.1:{}", free_port())),
-            ("METRICS_ADDR", "127.0.0.1:0".into()),
-            ("HTTP_WORKERS", "2".into()),
-            ("AUTH_MODE", "disabled".into()),
-            ("REDIS_URL", rvc_test_support::paths::redis_url()),
-            (
-                "CACHE_KEY_PREFIX",
-                format!("rvc-e2e-{}:", Uuid::new_v4().simple()),
-            ),
-            ("ML_SERVICE_URL", stack.ml_url.clone()),
-            ("QDRANT_URL", stack.qdrant_url.clone()),
-            ("QDRANT_COLLECTION", COLLECTION.into()),
-            // debug builds on a shared machine: the first inference can be slow
-            ("RECOGNITION_ML_TIMEOUT_MS", "120000".into()),
-        ],
-    );
-    catalog
-        .wait_port(
-            format!("127.0.0.1:{http_port}").parse().unwrap(),
-            Duration::from_secs(60),
-        )
-        .await;
-    let base = format!("http://127.0.0.1:{http_port}");
+    let (mut catalog, base) = stack.start_catalog(&[]).await;
     let http = reqwest::Client::new();
 
     let (b_cat, b_rocket) = (scene_square(0.05, 0.1, 0.45), scene_square(0.55, 0.4, 0.45));
     let scene = checkout_scene(&[(&cat, b_cat), (&rocket, b_rocket)]);
-    let body = recognize(&http, &base, &scene).await;
+    let body = recognize(&http, &base, &scene).await.unwrap();
     let found = |id: Uuid, b: Frac, price: &str, version: i64| {
         let o = object_of(&body, id).unwrap_or_else(|| panic!("{id} not found: {body:#}"));
         assert!(iou(&o["box"], b) >= 0.3, "box of {id}: {o:#}");
@@ -134,7 +81,7 @@ async fn a_scene_of_two_products_ingested_through_the_pipeline_is_recognised_wit
         .post_product("REC-CAT", "3.10", std::slice::from_ref(&cat))
         .await;
     stack.wait_indexed(&[(cat_id, 2)], 120).await;
-    let body = recognize(&http, &base, &scene).await;
+    let body = recognize(&http, &base, &scene).await.unwrap();
     let o = object_of(&body, cat_id).unwrap_or_else(|| panic!("cat not found: {body:#}"));
     assert_eq!(o["product"]["price"], "3.10", "{o:#}");
     assert_eq!(o["product"]["version"], 2, "{o:#}");
