@@ -3,17 +3,18 @@
 //! For each claimed `vectorize` row (one product version) [`VectorizeStep`]:
 //! 1. reads the version's photos from object storage (`product_images.object_key`);
 //! 2. embeds each photo's gallery views ([`rvc_vectors::GalleryView`]: the whole photo and its
-//!    central 60 %) with `rvc-ml-service` (one `EmbedRegions` per photo), at most `ML_CONCURRENCY` calls in
-//!    flight per process (a semaphore shared by every job of every batch), each under a
-//!    deadline, retried briefly within the attempt only on UNAVAILABLE / DEADLINE_EXCEEDED /
-//!    RESOURCE_EXHAUSTED. Still failing → `StepError::Retryable` (the outbox backs off and
-//!    retries); INVALID_ARGUMENT (a corrupt photo) → `StepError::Permanent` naming the photo's
-//!    ordinal and key (the row goes dead, the product `failed`);
+//!    central 60 %) with `rvc-ml-service` (one `EmbedRegions` per photo), at most
+//!    `ML_CONCURRENCY` calls in flight per process (a semaphore shared by every job of every
+//!    batch), each under a deadline, retried briefly within the attempt only on UNAVAILABLE /
+//!    DEADLINE_EXCEEDED / RESOURCE_EXHAUSTED. Still failing → `StepError::Retryable` (the
+//!    outbox backs off and retries); INVALID_ARGUMENT (a corrupt photo) →
+//!    `StepError::Permanent` naming the photo's ordinal and key (the row goes dead, the product
+//!    `failed`);
 //! 3. upserts one point per view of each photo: the whole view's id is
 //!    `rvc_vectors::point_id(product_id, sha256, model_version)` (recorded on the photo), the
-//!    centre view's derives from it ([`rvc_vectors::GalleryView::point_id`]); payload `{product_id, sku, product_version, image_key, model_version,
-//!    created_at}` (`created_at` is the photo row's, so a re-run writes identical points), with
-//!    `wait = true`;
+//!    centre view's derives from it ([`rvc_vectors::GalleryView::point_id`]); payload
+//!    `{product_id, sku, product_version, image_key, model_version, created_at}` (`created_at`
+//!    is the photo row's, so a re-run writes identical points), with `wait = true`;
 //! 4. deletes the points of the product's older versions.
 //!
 //! `commit` records `point_id` and `model_version` on the photos; the engine, in the same

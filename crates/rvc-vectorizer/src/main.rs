@@ -7,7 +7,8 @@ use rvc_vectorizer::{EmbedStep, VectorizerArgs, DEFAULT_METRICS_ADDR};
 use std::sync::Arc;
 
 /// Vectorize worker: photos from object storage → rvc-ml-service embeddings → vector-index
-/// points (the whole photo and its centre, per photo). Every option can be given as the environment variable shown (.env is read).
+/// points (the whole photo and its centre, per photo). Every option can be given as the
+/// environment variable shown (.env is read).
 #[derive(Debug, Parser)]
 #[command(name = "rvc-vectorizer", version)]
 struct Args {

@@ -25,7 +25,8 @@ pub struct MlClientArgs {
     /// gRPC URL of rvc-ml-service.
     #[arg(long, env = "ML_SERVICE_URL", default_value = "http://127.0.0.1:50051")]
     pub ml_service_url: String,
-    /// Most photos being embedded (EmbedRegions calls) in flight from this process, across every job of a batch.
+    /// Most photos being embedded (EmbedRegions calls) in flight from this process, across
+    /// every job of a batch.
     #[arg(long, env = "ML_CONCURRENCY", default_value_t = 4)]
     pub ml_concurrency: usize,
     /// TCP connect timeout to the ML service, in milliseconds.
